@@ -1,0 +1,67 @@
+//! Settings of one mux session.
+
+use std::time::Duration;
+
+use crate::proto::{DEFAULT_SESSION_WINDOW, DEFAULT_STREAM_WINDOW};
+
+/// Which end of the session this is; decides the parity of the stream ids it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The public server: opens even stream ids (2, 4, ...).
+    Server,
+    /// The private client: opens odd stream ids (1, 3, ...).
+    Client,
+}
+
+impl Role {
+    /// First stream id this role opens.
+    pub fn first_stream_id(self) -> u32 {
+        match self {
+            Role::Server => 2,
+            Role::Client => 1,
+        }
+    }
+
+    /// True when `id` has the parity the *peer* of this role uses.
+    pub fn is_peer_stream(self, id: u32) -> bool {
+        id != 0
+            && match self {
+                Role::Server => id % 2 == 1,
+                Role::Client => id % 2 == 0,
+            }
+    }
+}
+
+/// Limits and timers of a session. Both ends use the windows granted in HELLO_OK.
+#[derive(Debug, Clone)]
+pub struct MuxConfig {
+    /// This end's role.
+    pub role: Role,
+    /// Initial credit per stream and direction.
+    pub stream_window: u32,
+    /// Initial credit per session and direction.
+    pub session_window: u32,
+    /// Most streams open at once; further peer opens are refused with REFUSED_STREAM.
+    pub max_streams: usize,
+    /// Send PING on a carrier after this long without receiving anything on it.
+    pub ping_after: Duration,
+    /// Close a carrier whose PING is unanswered this long.
+    pub pong_timeout: Duration,
+    /// Most control frames (BIND, ...) waiting for the owner before the peer counts as flooding.
+    pub max_pending_events: usize,
+}
+
+impl MuxConfig {
+    /// Defaults from DESIGN.md section 4 for `role`.
+    pub fn new(role: Role) -> Self {
+        Self {
+            role,
+            stream_window: DEFAULT_STREAM_WINDOW,
+            session_window: DEFAULT_SESSION_WINDOW,
+            max_streams: 1024,
+            ping_after: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(60),
+            max_pending_events: 1024,
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Per-carrier send scheduling: priority frames (PING, PONG, WINDOW, GOAWAY, session control) go
+//! first, then streams take turns one frame at a time so a bulk stream cannot starve a small one.
+
+use std::collections::VecDeque;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::proto::{FrameType, HEADER_LEN, MAX_FRAMES_PER_MESSAGE, MAX_MESSAGE_BYTES};
+
+/// A frame waiting to be sent. JSON frames are encoded when queued (so an oversized one fails at
+/// the call site); DATA keeps its payload as a `Bytes` so queueing never copies.
+#[derive(Debug, Clone)]
+pub enum OutFrame {
+    /// A fully encoded frame.
+    Encoded(Bytes),
+    /// A DATA frame: header written at batch time.
+    Data {
+        /// Stream.
+        stream_id: u32,
+        /// Payload.
+        data: Bytes,
+    },
+}
+
+impl OutFrame {
+    /// Bytes this frame takes in a message.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            OutFrame::Encoded(b) => b.len(),
+            OutFrame::Data { data, .. } => HEADER_LEN + data.len(),
+        }
+    }
+
+    /// DATA payload length (credit it consumed), 0 for other frames.
+    pub fn data_len(&self) -> usize {
+        match self {
+            OutFrame::Data { data, .. } => data.len(),
+            OutFrame::Encoded(_) => 0,
+        }
+    }
+
+    /// Appends the frame to a message being assembled.
+    pub fn write_to(&self, out: &mut BytesMut) {
+        match self {
+            OutFrame::Encoded(b) => out.put_slice(b),
+            OutFrame::Data { stream_id, data } => {
+                out.put_u8(FrameType::Data as u8);
+                out.put_u32(*stream_id);
+                out.put_u32(data.len() as u32);
+                out.put_slice(data);
+            }
+        }
+    }
+}
+
+/// Send-side state of one carrier.
+#[derive(Debug)]
+pub struct CarrierSlot {
+    /// False once the carrier is gone.
+    pub alive: bool,
+    /// Streams pinned here and not yet removed.
+    pub active_streams: usize,
+    /// Frames that jump the queue.
+    pub priority: VecDeque<OutFrame>,
+    /// Streams with frames waiting, in turn order.
+    pub ready: VecDeque<u32>,
+    /// Writer task waiting for work.
+    pub writer_waker: Option<Waker>,
+    /// Last time anything arrived on this carrier.
+    pub last_recv: Instant,
+    /// PING in flight: nonce and send time.
+    pub ping_outstanding: Option<(u64, Instant)>,
+    /// Last measured round trip.
+    pub rtt: Option<Duration>,
+    /// Highest stream id the peer opened on this carrier (ids rise per carrier).
+    pub last_peer_id: u32,
+}
+
+impl CarrierSlot {
+    /// A live carrier with nothing queued.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            alive: true,
+            active_streams: 0,
+            priority: VecDeque::new(),
+            ready: VecDeque::new(),
+            writer_waker: None,
+            last_recv: now,
+            ping_outstanding: None,
+            rtt: None,
+            last_peer_id: 0,
+        }
+    }
+
+    /// Wakes the writer after something was queued.
+    pub fn wake_writer(&mut self) {
+        if let Some(w) = self.writer_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// Collects popped frames into one carrier message within the protocol's per-message limits.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Frames in send order.
+    pub frames: Vec<OutFrame>,
+    /// Wire bytes so far.
+    pub bytes: usize,
+}
+
+impl Batch {
+    /// True if `frame` still fits in this message.
+    pub fn fits(&self, frame: &OutFrame) -> bool {
+        self.frames.len() < MAX_FRAMES_PER_MESSAGE
+            && self.bytes + frame.wire_len() <= MAX_MESSAGE_BYTES
+    }
+
+    /// Adds a frame (caller checked [`fits`](Self::fits)).
+    pub fn push(&mut self, frame: OutFrame) {
+        self.bytes += frame.wire_len();
+        self.frames.push(frame);
+    }
+
+    /// True when nothing was popped.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Serialises the batch into one message; the only copy of DATA payload on the send path.
+    pub fn into_message(self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.bytes);
+        for f in &self.frames {
+            f.write_to(&mut out);
+        }
+        out.freeze()
+    }
+}

@@ -1,0 +1,236 @@
+//! Binary codec: frames to bytes and back. Every length is bounded before anything is allocated,
+//! and no input can make the decoder panic.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::frame::{Frame, FrameType};
+use super::{
+    DecodeError, EncodeError, ErrorCode, HEADER_LEN, MAX_FRAMES_PER_MESSAGE, MAX_MESSAGE_BYTES,
+    MAX_PAYLOAD,
+};
+
+/// Appends one encoded frame to `out`.
+pub fn encode_frame(frame: &Frame, out: &mut BytesMut) -> Result<(), EncodeError> {
+    let ty = frame.frame_type();
+    let sid = frame.stream_id();
+    match frame {
+        Frame::Data { data, .. } => put_raw(out, ty, sid, data),
+        Frame::Eof { .. } => put_raw(out, ty, sid, &[]),
+        Frame::Reset { code, reason, .. } => {
+            // The reason is informational: cut it rather than fail the RESET.
+            let mut reason = reason.as_bytes();
+            if reason.len() > MAX_PAYLOAD - 2 {
+                reason = &reason[..MAX_PAYLOAD - 2];
+            }
+            put_header(out, ty, sid, 2 + reason.len());
+            out.put_u16(code.0);
+            out.put_slice(reason);
+            Ok(())
+        }
+        Frame::Window { increment, .. } => put_raw(out, ty, sid, &increment.to_be_bytes()),
+        Frame::Ping(nonce) | Frame::Pong(nonce) => put_raw(out, ty, 0, &nonce.to_be_bytes()),
+        Frame::Hello(m) => put_json(out, ty, sid, m),
+        Frame::HelloOk(m) => put_json(out, ty, sid, m),
+        Frame::Bind(m) => put_json(out, ty, sid, m),
+        Frame::BindOk(m) => put_json(out, ty, sid, m),
+        Frame::BindErr(m) => put_json(out, ty, sid, m),
+        Frame::Unbind(m) | Frame::UnbindOk(m) => put_json(out, ty, sid, m),
+        Frame::UnbindErr(m) => put_json(out, ty, sid, m),
+        Frame::Join(m) => put_json(out, ty, sid, m),
+        Frame::JoinOk(m) => put_json(out, ty, sid, m),
+        Frame::JoinErr(m) => put_json(out, ty, sid, m),
+        Frame::StreamOpen { open, .. } => put_json(out, ty, sid, open),
+        Frame::ResponseHead { head, .. } => put_json(out, ty, sid, head),
+        Frame::GoAway(m) => put_json(out, ty, sid, m),
+        Frame::BindRevoked(m) => put_json(out, ty, sid, m),
+    }
+}
+
+fn put_header(out: &mut BytesMut, ty: FrameType, sid: u32, len: usize) {
+    out.reserve(HEADER_LEN + len);
+    out.put_u8(ty as u8);
+    out.put_u32(sid);
+    out.put_u32(len as u32);
+}
+
+fn put_raw(out: &mut BytesMut, ty: FrameType, sid: u32, payload: &[u8]) -> Result<(), EncodeError> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(EncodeError::PayloadTooLarge {
+            frame: ty.name(),
+            len: payload.len(),
+        });
+    }
+    put_header(out, ty, sid, payload.len());
+    out.put_slice(payload);
+    Ok(())
+}
+
+fn put_json<T: Serialize>(
+    out: &mut BytesMut,
+    ty: FrameType,
+    sid: u32,
+    value: &T,
+) -> Result<(), EncodeError> {
+    // Serialising our own plain structs cannot fail; an empty object keeps the frame well-formed.
+    let json = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    put_raw(out, ty, sid, &json)
+}
+
+/// Decodes one carrier message holding one or more whole frames. Unknown extension frames
+/// (0x40-0x7F) are skipped; DATA payloads are zero-copy slices of `msg`.
+pub fn decode_message(msg: &Bytes) -> Result<Vec<Frame>, DecodeError> {
+    if msg.len() > MAX_MESSAGE_BYTES {
+        return Err(DecodeError::MessageTooLarge(msg.len()));
+    }
+    let mut frames = Vec::new();
+    let mut pos = 0usize;
+    let mut count = 0usize;
+    while pos < msg.len() {
+        count += 1;
+        if count > MAX_FRAMES_PER_MESSAGE {
+            return Err(DecodeError::TooManyFrames);
+        }
+        let (code, sid, len) = parse_header(&msg[pos..])?;
+        let start = pos + HEADER_LEN;
+        let available = msg.len() - start;
+        if len > available {
+            return Err(DecodeError::Truncated {
+                declared: len,
+                available,
+            });
+        }
+        if let Some(frame) = decode_payload(code, sid, msg.slice(start..start + len))? {
+            frames.push(frame);
+        }
+        pos = start + len;
+    }
+    Ok(frames)
+}
+
+/// Reads a header and checks the declared length against [`MAX_PAYLOAD`].
+fn parse_header(buf: &[u8]) -> Result<(u8, u32, usize), DecodeError> {
+    if buf.len() < HEADER_LEN {
+        return Err(DecodeError::TooShort(buf.len()));
+    }
+    let mut b = &buf[..HEADER_LEN];
+    let code = b.get_u8();
+    let sid = b.get_u32();
+    let len = b.get_u32() as usize;
+    if len > MAX_PAYLOAD {
+        return Err(DecodeError::PayloadTooLarge(len));
+    }
+    Ok((code, sid, len))
+}
+
+/// Decodes one payload. `Ok(None)` means an unknown extension frame that is skipped.
+fn decode_payload(code: u8, sid: u32, payload: Bytes) -> Result<Option<Frame>, DecodeError> {
+    let Some(ty) = FrameType::from_u8(code) else {
+        if FrameType::is_extension(code) {
+            return Ok(None);
+        }
+        return Err(DecodeError::UnknownType(code));
+    };
+    let frame = match ty {
+        FrameType::Hello => Frame::Hello(json(ty, &payload)?),
+        FrameType::HelloOk => Frame::HelloOk(json(ty, &payload)?),
+        FrameType::Bind => Frame::Bind(json(ty, &payload)?),
+        FrameType::BindOk => Frame::BindOk(json(ty, &payload)?),
+        FrameType::BindErr => Frame::BindErr(json(ty, &payload)?),
+        FrameType::Unbind => Frame::Unbind(json(ty, &payload)?),
+        FrameType::UnbindOk => Frame::UnbindOk(json(ty, &payload)?),
+        FrameType::UnbindErr => Frame::UnbindErr(json(ty, &payload)?),
+        FrameType::Join => Frame::Join(json(ty, &payload)?),
+        FrameType::JoinOk => Frame::JoinOk(json(ty, &payload)?),
+        FrameType::JoinErr => Frame::JoinErr(json(ty, &payload)?),
+        FrameType::StreamOpen => Frame::StreamOpen {
+            stream_id: sid,
+            open: json(ty, &payload)?,
+        },
+        FrameType::Data => Frame::Data {
+            stream_id: sid,
+            data: payload,
+        },
+        FrameType::Eof => Frame::Eof { stream_id: sid },
+        FrameType::Reset => {
+            if payload.len() < 2 {
+                return Err(bad(ty, "needs a 2-byte code"));
+            }
+            Frame::Reset {
+                stream_id: sid,
+                code: ErrorCode(u16::from_be_bytes([payload[0], payload[1]])),
+                reason: String::from_utf8_lossy(&payload[2..]).into_owned(),
+            }
+        }
+        FrameType::Window => {
+            let bytes: [u8; 4] = payload[..]
+                .try_into()
+                .map_err(|_| bad(ty, "needs exactly 4 bytes"))?;
+            Frame::Window {
+                stream_id: sid,
+                increment: u32::from_be_bytes(bytes),
+            }
+        }
+        FrameType::ResponseHead => Frame::ResponseHead {
+            stream_id: sid,
+            head: json(ty, &payload)?,
+        },
+        FrameType::Ping | FrameType::Pong => {
+            let bytes: [u8; 8] = payload[..]
+                .try_into()
+                .map_err(|_| bad(ty, "needs exactly 8 bytes"))?;
+            let nonce = u64::from_be_bytes(bytes);
+            if ty == FrameType::Ping {
+                Frame::Ping(nonce)
+            } else {
+                Frame::Pong(nonce)
+            }
+        }
+        FrameType::GoAway => Frame::GoAway(json(ty, &payload)?),
+        FrameType::BindRevoked => Frame::BindRevoked(json(ty, &payload)?),
+    };
+    Ok(Some(frame))
+}
+
+fn json<T: DeserializeOwned>(ty: FrameType, payload: &[u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(payload).map_err(|e| bad(ty, &e.to_string()))
+}
+
+fn bad(ty: FrameType, reason: &str) -> DecodeError {
+    DecodeError::BadPayload {
+        frame: ty.name(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Incremental decoder for byte streams where frames are simply concatenated (the QUIC carrier):
+/// feed bytes, take whole frames out as single-frame messages.
+#[derive(Default)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+}
+
+impl FrameDecoder {
+    /// An empty decoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends received bytes.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Takes the next whole encoded frame (header included), if one is complete.
+    pub fn next_frame_bytes(&mut self) -> Result<Option<Bytes>, DecodeError> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let (_, _, len) = parse_header(&self.buf)?;
+        if self.buf.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        Ok(Some(self.buf.split_to(HEADER_LEN + len).freeze()))
+    }
+}

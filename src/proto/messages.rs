@@ -1,0 +1,361 @@
+//! Typed JSON payloads of the control frames, with the exact camelCase field names of PROTOCOL.md.
+//! Fields marked *(underpass)* are our extensions; other clients ignore them.
+
+use serde::{Deserialize, Serialize};
+
+use super::{BindErrorCode, ErrorCode};
+
+/// A client-chosen reference echoed in BIND_OK/BIND_ERR. Other clients send strings or numbers, so it
+/// is kept as raw JSON and echoed unchanged.
+pub type ClientBindRef = serde_json::Value;
+
+/// Server-assigned binding id.
+pub type BindId = u32;
+
+/// HELLO: the first frame of the first carrier (client -> server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hello {
+    /// `hoody-tunnel.v1` or `hoody-tunnel.v2`.
+    pub version: String,
+    /// `[]` or `["multi-ws"]`.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Token, when not given as `Authorization: Bearer` on the upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<HelloAuth>,
+    /// Resume a parked session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<HelloResume>,
+    /// Carriers wanted (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+}
+
+/// Credentials inside HELLO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloAuth {
+    /// Always `bearer`.
+    pub kind: String,
+    /// The shared token.
+    pub token: String,
+}
+
+/// Resume request inside HELLO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelloResume {
+    /// The session to resume.
+    pub session_id: String,
+}
+
+/// HELLO_OK: the server accepted the session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelloOk {
+    /// Session id, used by JOIN and resume.
+    pub session_id: String,
+    /// True when HELLO resumed a parked session.
+    #[serde(default)]
+    pub resumed: bool,
+    /// Bindings carried over by a resume.
+    #[serde(default)]
+    pub resumed_binds: Vec<ResumedBind>,
+    /// Carriers granted (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_granted: Option<u32>,
+    /// Tickets for carriers 1..M-1 (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_tickets: Option<Vec<JoinTicket>>,
+    /// Initial credit per stream and direction.
+    pub stream_window: u32,
+    /// Initial credit per session and direction.
+    pub session_window: u32,
+    /// *(underpass)* Server version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// *(underpass)* The server's `--domain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
+/// One binding restored by a resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumedBind {
+    /// Binding id (unchanged).
+    pub bind_id: BindId,
+    /// `http` or `tcp`.
+    pub kind: BindKind,
+    /// `expose`, `pull` or `forward`.
+    pub mode: BindMode,
+    /// The server port.
+    pub container_port: u16,
+}
+
+/// Permission to attach one extra v2 carrier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinTicket {
+    /// Carrier index, 1..M-1.
+    pub index: u32,
+    /// Random single-use nonce.
+    pub nonce: String,
+    /// Milliseconds the ticket stays valid.
+    pub expires_ms: u64,
+}
+
+/// JOIN: first frame of an extra v2 carrier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Join {
+    /// Session to join.
+    pub session_id: String,
+    /// Carrier index from the ticket.
+    pub index: u32,
+    /// The ticket's nonce.
+    pub nonce: String,
+}
+
+/// JOIN_OK: the carrier is attached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinOk {
+    /// Session joined.
+    #[serde(default)]
+    pub session_id: String,
+    /// Carrier index.
+    pub index: u32,
+}
+
+/// JOIN_ERR / UNBIND_ERR / GOAWAY style `{code, message}` with a string code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinErr {
+    /// Machine-readable reason, e.g. `INVALID_TICKET`.
+    pub code: String,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// `http` or `tcp`. Values this build does not know decode as `Unknown` so the server can answer
+/// `INVALID_KIND` instead of dropping the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindKind {
+    /// HTTP, SSE and WebSocket, proxied per request.
+    Http,
+    /// Raw TCP.
+    Tcp,
+    /// Anything else.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Direction of a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindMode {
+    /// Public side on the server, service on the client.
+    Expose,
+    /// Server loopback listener, service on the client.
+    Pull,
+    /// *(underpass)* Client loopback listener, service on the server loopback.
+    Forward,
+    /// Anything else.
+    #[serde(other)]
+    Unknown,
+}
+
+/// How a host route is shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    /// One holder; a second is refused unless it takes over.
+    #[default]
+    Single,
+    /// Every holder shares the route, round robin.
+    Cluster,
+}
+
+/// *(underpass)* Host route requested by an `http` expose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    /// `demo`, `@` (root) or null (server assigns `up-xxxxxxxxxx`).
+    #[serde(default)]
+    pub subdomain: Option<String>,
+    /// Sharing mode.
+    #[serde(default)]
+    pub mode: RouteMode,
+}
+
+/// *(underpass)* Basic Auth protecting a binding.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct BasicAuth {
+    /// Required username; absent = any username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Required password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Passwords never reach logs.
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// BIND: ask the server for a binding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bind {
+    /// Echoed in the answer.
+    pub client_bind_ref: ClientBindRef,
+    /// `http` or `tcp`.
+    pub kind: BindKind,
+    /// `expose`, `pull` or `forward`.
+    pub mode: BindMode,
+    /// Server port; 0 = pick one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_port: Option<u16>,
+    /// Free-form label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Claim the route/port from its holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover: Option<bool>,
+    /// Listen address of a pull (`127.0.0.1` or `::1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// *(underpass)* Host route of an http expose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteSpec>,
+    /// *(underpass)* Basic Auth of an http expose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// BIND_OK: the binding exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindOk {
+    /// Echo of the request's reference.
+    pub client_bind_ref: ClientBindRef,
+    /// Binding id.
+    pub bind_id: BindId,
+    /// Port on the server (0 for a route-only http expose).
+    pub container_port: u16,
+    /// Public URL, or null.
+    pub public_url: Option<String>,
+    /// *(underpass)* Route name (`@` for root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+}
+
+/// BIND_ERR: the binding was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindErr {
+    /// Echo of the request's reference.
+    pub client_bind_ref: ClientBindRef,
+    /// Why.
+    pub code: BindErrorCode,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// UNBIND / UNBIND_OK payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindRef {
+    /// Binding id.
+    pub bind_id: BindId,
+}
+
+/// UNBIND_ERR payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnbindErr {
+    /// Binding id.
+    pub bind_id: BindId,
+    /// Why, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// STREAM_OPEN: a new proxied connection or HTTP request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamOpen {
+    /// Binding the stream belongs to.
+    pub bind_id: BindId,
+    /// `http` or `tcp`.
+    pub kind: BindKind,
+    /// HTTP method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// HTTP request target (path and query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// HTTP request headers, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    /// True for a protocol upgrade (WebSocket).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_upgrade: bool,
+}
+
+impl StreamOpen {
+    /// A raw TCP stream open for `bind_id`.
+    pub fn tcp(bind_id: BindId) -> Self {
+        Self {
+            bind_id,
+            kind: BindKind::Tcp,
+            method: None,
+            target: None,
+            headers: Vec::new(),
+            is_upgrade: false,
+        }
+    }
+}
+
+/// STREAM_RESPONSE_HEAD: the client's answer to an HTTP STREAM_OPEN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseHead {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers, in order.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// False for an interim 1xx head.
+    #[serde(rename = "final", default = "default_true")]
+    pub is_final: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// GOAWAY: the session is ending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GoAway {
+    /// RESET/GOAWAY code.
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// BIND_REVOKED: a binding was taken over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindRevoked {
+    /// The binding that is gone.
+    pub bind_id: BindId,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+}
