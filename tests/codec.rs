@@ -19,16 +19,30 @@ fn every_frame() -> Vec<Frame> {
         Frame::Hello(Hello {
             version: "hoody-tunnel.v2".into(),
             capabilities: vec!["multi-ws".into()],
-            auth: Some(HelloAuth { kind: "bearer".into(), token: "t".into() }),
-            resume: Some(HelloResume { session_id: "s1".into() }),
+            auth: Some(HelloAuth {
+                kind: "bearer".into(),
+                token: "t".into(),
+            }),
+            resume: Some(HelloResume {
+                session_id: "s1".into(),
+            }),
             max_connections: Some(4),
         }),
         Frame::HelloOk(HelloOk {
             session_id: "s1".into(),
             resumed: false,
-            resumed_binds: vec![ResumedBind { bind_id: 1, kind: BindKind::Http, mode: BindMode::Expose, container_port: 3000 }],
+            resumed_binds: vec![ResumedBind {
+                bind_id: 1,
+                kind: BindKind::Http,
+                mode: BindMode::Expose,
+                container_port: 3000,
+            }],
             connections_granted: Some(4),
-            join_tickets: Some(vec![JoinTicket { index: 1, nonce: "n".into(), expires_ms: 10_000 }]),
+            join_tickets: Some(vec![JoinTicket {
+                index: 1,
+                nonce: "n".into(),
+                expires_ms: 10_000,
+            }]),
             stream_window: DEFAULT_STREAM_WINDOW,
             session_window: DEFAULT_SESSION_WINDOW,
             server_version: Some("0.1.0".into()),
@@ -42,17 +56,46 @@ fn every_frame() -> Vec<Frame> {
             label: None,
             takeover: Some(true),
             host: None,
-            route: Some(RouteSpec { subdomain: Some("demo".into()), mode: RouteMode::Cluster }),
-            basic_auth: Some(BasicAuth { username: None, password: "pw".into() }),
+            route: Some(RouteSpec {
+                subdomain: Some("demo".into()),
+                mode: RouteMode::Cluster,
+            }),
+            basic_auth: Some(BasicAuth {
+                username: None,
+                password: "pw".into(),
+            }),
         }),
-        Frame::BindOk(BindOk { client_bind_ref: json!(7), bind_id: 3, container_port: 20001, public_url: None, subdomain: Some("demo".into()) }),
-        Frame::BindErr(BindErr { client_bind_ref: json!(7), code: BindErrorCode::PortInUse, message: "busy".into() }),
+        Frame::BindOk(BindOk {
+            client_bind_ref: json!(7),
+            bind_id: 3,
+            container_port: 20001,
+            public_url: None,
+            subdomain: Some("demo".into()),
+        }),
+        Frame::BindErr(BindErr {
+            client_bind_ref: json!(7),
+            code: BindErrorCode::PortInUse,
+            message: "busy".into(),
+        }),
         Frame::Unbind(BindRef { bind_id: 3 }),
         Frame::UnbindOk(BindRef { bind_id: 3 }),
-        Frame::UnbindErr(UnbindErr { bind_id: 3, message: Some("unknown".into()) }),
-        Frame::Join(Join { session_id: "s1".into(), index: 2, nonce: "n".into() }),
-        Frame::JoinOk(JoinOk { session_id: "s1".into(), index: 2 }),
-        Frame::JoinErr(JoinErr { code: "INVALID_TICKET".into(), message: "no".into() }),
+        Frame::UnbindErr(UnbindErr {
+            bind_id: 3,
+            message: Some("unknown".into()),
+        }),
+        Frame::Join(Join {
+            session_id: "s1".into(),
+            index: 2,
+            nonce: "n".into(),
+        }),
+        Frame::JoinOk(JoinOk {
+            session_id: "s1".into(),
+            index: 2,
+        }),
+        Frame::JoinErr(JoinErr {
+            code: "INVALID_TICKET".into(),
+            message: "no".into(),
+        }),
         Frame::StreamOpen {
             stream_id: 2,
             open: StreamOpen {
@@ -64,15 +107,38 @@ fn every_frame() -> Vec<Frame> {
                 is_upgrade: true,
             },
         },
-        Frame::Data { stream_id: 2, data: Bytes::from_static(b"hello") },
+        Frame::Data {
+            stream_id: 2,
+            data: Bytes::from_static(b"hello"),
+        },
         Frame::Eof { stream_id: 2 },
-        Frame::Reset { stream_id: 2, code: ErrorCode::BIND_TAKEOVER, reason: "taken".into() },
-        Frame::Window { stream_id: 0, increment: 65_536 },
-        Frame::ResponseHead { stream_id: 2, head: ResponseHead { status: 101, headers: vec![("upgrade".into(), "websocket".into())], is_final: true } },
+        Frame::Reset {
+            stream_id: 2,
+            code: ErrorCode::BIND_TAKEOVER,
+            reason: "taken".into(),
+        },
+        Frame::Window {
+            stream_id: 0,
+            increment: 65_536,
+        },
+        Frame::ResponseHead {
+            stream_id: 2,
+            head: ResponseHead {
+                status: 101,
+                headers: vec![("upgrade".into(), "websocket".into())],
+                is_final: true,
+            },
+        },
         Frame::Ping(0xDEAD_BEEF),
         Frame::Pong(0xDEAD_BEEF),
-        Frame::GoAway(GoAway { code: ErrorCode::NO_ERROR, message: "bye".into() }),
-        Frame::BindRevoked(BindRevoked { bind_id: 3, reason: "takeover".into() }),
+        Frame::GoAway(GoAway {
+            code: ErrorCode::NO_ERROR,
+            message: "bye".into(),
+        }),
+        Frame::BindRevoked(BindRevoked {
+            bind_id: 3,
+            reason: "takeover".into(),
+        }),
     ]
 }
 
@@ -88,20 +154,35 @@ fn json_uses_protocol_field_names() {
     let mut out = BytesMut::new();
     encode_frame(&every_frame()[1], &mut out).unwrap();
     let text = std::str::from_utf8(&out[9..]).unwrap();
-    for key in ["sessionId", "resumedBinds", "connectionsGranted", "joinTickets", "expiresMs", "streamWindow", "sessionWindow", "containerPort", "bindId"] {
+    for key in [
+        "sessionId",
+        "resumedBinds",
+        "connectionsGranted",
+        "joinTickets",
+        "expiresMs",
+        "streamWindow",
+        "sessionWindow",
+        "containerPort",
+        "bindId",
+    ] {
         assert!(text.contains(key), "{key} missing in {text}");
     }
     let mut out = BytesMut::new();
     encode_frame(&every_frame()[3], &mut out).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out[9..]).unwrap();
-    assert_eq!(v["publicUrl"], serde_json::Value::Null, "publicUrl is present as null");
+    assert_eq!(
+        v["publicUrl"],
+        serde_json::Value::Null,
+        "publicUrl is present as null"
+    );
     assert_eq!(v["clientBindRef"], json!(7));
 }
 
 #[test]
 fn foreign_client_payloads_decode() {
     // As another client of the protocol would write them: minimal fields, unknown extras.
-    let bind = br#"{"clientBindRef":"a","kind":"tcp","mode":"pull","containerPort":5432,"extra":1}"#;
+    let bind =
+        br#"{"clientBindRef":"a","kind":"tcp","mode":"pull","containerPort":5432,"extra":1}"#;
     let mut msg = BytesMut::new();
     msg.put_u8(0x03);
     msg.put_u32(0);
@@ -140,7 +221,10 @@ fn header(ty: u8, sid: u32, len: u32) -> BytesMut {
 
 #[test]
 fn too_short_header() {
-    assert_eq!(decode_message(&Bytes::from_static(&[0x12, 0, 0])), Err(DecodeError::TooShort(3)));
+    assert_eq!(
+        decode_message(&Bytes::from_static(&[0x12, 0, 0])),
+        Err(DecodeError::TooShort(3))
+    );
 }
 
 #[test]
@@ -149,36 +233,57 @@ fn truncated_payload() {
     m.put_slice(b"abc");
     assert_eq!(
         decode_message(&m.freeze()),
-        Err(DecodeError::Truncated { declared: 10, available: 3 })
+        Err(DecodeError::Truncated {
+            declared: 10,
+            available: 3
+        })
     );
 }
 
 #[test]
 fn payload_too_large_is_caught_before_allocating() {
     let m = header(0x12, 2, 65_537);
-    assert_eq!(decode_message(&m.freeze()), Err(DecodeError::PayloadTooLarge(65_537)));
+    assert_eq!(
+        decode_message(&m.freeze()),
+        Err(DecodeError::PayloadTooLarge(65_537))
+    );
     let m = header(0x12, 2, u32::MAX);
-    assert_eq!(decode_message(&m.freeze()), Err(DecodeError::PayloadTooLarge(u32::MAX as usize)));
+    assert_eq!(
+        decode_message(&m.freeze()),
+        Err(DecodeError::PayloadTooLarge(u32::MAX as usize))
+    );
 }
 
 #[test]
 fn message_too_large() {
     let m = Bytes::from(vec![0u8; MAX_MESSAGE_BYTES + 1]);
-    assert_eq!(decode_message(&m), Err(DecodeError::MessageTooLarge(MAX_MESSAGE_BYTES + 1)));
+    assert_eq!(
+        decode_message(&m),
+        Err(DecodeError::MessageTooLarge(MAX_MESSAGE_BYTES + 1))
+    );
 }
 
 #[test]
 fn too_many_frames() {
     let frames: Vec<Frame> = (0..65).map(|_| Frame::Eof { stream_id: 2 }).collect();
-    assert_eq!(decode_message(&encode_all(&frames)), Err(DecodeError::TooManyFrames));
+    assert_eq!(
+        decode_message(&encode_all(&frames)),
+        Err(DecodeError::TooManyFrames)
+    );
     let frames: Vec<Frame> = (0..64).map(|_| Frame::Eof { stream_id: 2 }).collect();
     assert_eq!(decode_message(&encode_all(&frames)).unwrap().len(), 64);
 }
 
 #[test]
 fn unknown_mandatory_type_is_rejected() {
-    assert_eq!(decode_message(&header(0x11, 0, 0).freeze()), Err(DecodeError::UnknownType(0x11)));
-    assert_eq!(decode_message(&header(0x80, 0, 0).freeze()), Err(DecodeError::UnknownType(0x80)));
+    assert_eq!(
+        decode_message(&header(0x11, 0, 0).freeze()),
+        Err(DecodeError::UnknownType(0x11))
+    );
+    assert_eq!(
+        decode_message(&header(0x80, 0, 0).freeze()),
+        Err(DecodeError::UnknownType(0x80))
+    );
 }
 
 #[test]
@@ -195,19 +300,36 @@ fn extension_frames_are_skipped() {
 fn malformed_payloads_are_named() {
     let mut m = header(0x15, 2, 3);
     m.put_slice(&[0, 0, 1]);
-    assert!(matches!(decode_message(&m.freeze()), Err(DecodeError::BadPayload { frame: "WINDOW", .. })));
+    assert!(matches!(
+        decode_message(&m.freeze()),
+        Err(DecodeError::BadPayload {
+            frame: "WINDOW",
+            ..
+        })
+    ));
     let mut m = header(0x01, 0, 5);
     m.put_slice(b"nope!");
-    assert!(matches!(decode_message(&m.freeze()), Err(DecodeError::BadPayload { frame: "HELLO", .. })));
+    assert!(matches!(
+        decode_message(&m.freeze()),
+        Err(DecodeError::BadPayload { frame: "HELLO", .. })
+    ));
     let m = header(0x14, 2, 0);
-    assert!(matches!(decode_message(&m.freeze()), Err(DecodeError::BadPayload { frame: "RESET", .. })));
+    assert!(matches!(
+        decode_message(&m.freeze()),
+        Err(DecodeError::BadPayload { frame: "RESET", .. })
+    ));
 }
 
 #[test]
 fn data_payload_is_a_zero_copy_slice() {
-    let msg = encode_all(&[Frame::Data { stream_id: 2, data: Bytes::from(vec![5u8; 1000]) }]);
+    let msg = encode_all(&[Frame::Data {
+        stream_id: 2,
+        data: Bytes::from(vec![5u8; 1000]),
+    }]);
     let frames = decode_message(&msg).unwrap();
-    let Frame::Data { data, .. } = &frames[0] else { panic!() };
+    let Frame::Data { data, .. } = &frames[0] else {
+        panic!()
+    };
     assert_eq!(data.as_ptr(), msg[9..].as_ptr());
 }
 

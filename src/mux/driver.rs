@@ -98,7 +98,11 @@ impl Session {
 
     fn spawn_carrier(&self, index: usize, carrier: Carrier) {
         {
-            let mut infos = self.shared.carriers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut infos = self
+                .shared
+                .carriers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             while infos.len() <= index {
                 infos.push(CarrierInfo::default());
             }
@@ -112,7 +116,8 @@ impl Session {
 
     /// Adds carrier `index` (a v2 JOIN that was accepted, or the client's extra dial).
     pub fn attach_carrier(&self, index: usize, carrier: Carrier) {
-        self.shared.update(|st| st.add_carrier(index, Instant::now()));
+        self.shared
+            .update(|st| st.add_carrier(index, Instant::now()));
         self.spawn_carrier(index, carrier);
     }
 
@@ -169,7 +174,8 @@ impl Session {
 
     /// Queues a PING on `carrier` now (RTT is then readable with [`inspect`](Self::inspect)).
     pub fn ping(&self, carrier: usize) {
-        self.shared.update(|st| st.send_ping(carrier, Instant::now()));
+        self.shared
+            .update(|st| st.send_ping(carrier, Instant::now()));
     }
 
     /// Transport facts of each carrier, by index.
@@ -183,7 +189,8 @@ impl Session {
 
     /// Aborts every task of the session (after [`close`](Self::close), for a hard stop).
     pub fn abort(&self) {
-        self.shared.update(|st| st.close(ErrorCode::CANCEL, "aborted"));
+        self.shared
+            .update(|st| st.close(ErrorCode::CANCEL, "aborted"));
         for t in self
             .shared
             .tasks

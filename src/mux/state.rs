@@ -285,13 +285,21 @@ impl MuxState {
 
     /// How many bytes may be sent on `id` right now (at most one frame). `Pending` registers the
     /// waker until credit returns.
-    pub fn poll_send_capacity(&mut self, id: u32, cx: &mut Context<'_>) -> Poll<Result<usize, MuxError>> {
+    pub fn poll_send_capacity(
+        &mut self,
+        id: u32,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<usize, MuxError>> {
         let session = self.send_credit.available();
         let slot = match self.writable_slot(id) {
             Ok(slot) => slot,
             Err(e) => return Poll::Ready(Err(e)),
         };
-        let avail = slot.send_credit.available().min(session).min(MAX_PAYLOAD as u64) as usize;
+        let avail = slot
+            .send_credit
+            .available()
+            .min(session)
+            .min(MAX_PAYLOAD as u64) as usize;
         if avail > 0 {
             return Poll::Ready(Ok(avail));
         }
@@ -309,14 +317,22 @@ impl MuxState {
         let session = self.send_credit.available();
         let slot = self.writable_slot(id)?;
         if len as u64 > slot.send_credit.available().min(session) || len > MAX_PAYLOAD {
-            return Err(MuxError::FlowControl("write exceeds available credit".into()));
+            return Err(MuxError::FlowControl(
+                "write exceeds available credit".into(),
+            ));
         }
         if len == 0 {
             return Ok(());
         }
         slot.send_credit.spend(len);
         self.send_credit.spend(len);
-        self.push_stream_frame(id, OutFrame::Data { stream_id: id, data });
+        self.push_stream_frame(
+            id,
+            OutFrame::Data {
+                stream_id: id,
+                data,
+            },
+        );
         Ok(())
     }
 
@@ -366,8 +382,9 @@ impl MuxState {
         self.consume_session(unread);
     }
 
-    /// A handle was dropped. The last one going away cancels a stream whose write side is still
-    /// open; a half-closed stream is left to finish so queued data still reaches the peer.
+    /// A handle was dropped. When the last one goes, a stream that has not finished both ways is
+    /// cancelled: RESET follows whatever is still queued, so the peer stops producing (an endless
+    /// SSE response, say) instead of sending into the void.
     pub fn drop_handle(&mut self, id: u32) {
         let Some(slot) = self.streams.get_mut(&id) else {
             return;
@@ -376,18 +393,19 @@ impl MuxState {
         if slot.handles > 0 {
             return;
         }
-        if slot.reset.is_none() && !slot.write_closed {
-            self.reset_stream(id, ErrorCode::CANCEL, "stream dropped");
-            return;
-        }
-        // Nobody will read what is buffered or still arrives: give its credit back now.
-        let unread = std::mem::take(&mut slot.buffered);
-        slot.inbound.clear();
-        let stream_inc = slot.recv_window.consume(unread).filter(|_| !slot.remote_eof);
-        let carrier = slot.carrier;
-        self.consume_session(unread);
-        if let Some(inc) = stream_inc {
-            self.queue_priority(carrier, &Frame::Window { stream_id: id, increment: inc });
+        if slot.reset.is_none() && !(slot.write_closed && slot.remote_eof) {
+            let unread = std::mem::take(&mut slot.buffered);
+            slot.inbound.clear();
+            slot.reset = Some((ErrorCode::CANCEL, "stream dropped".into()));
+            slot.write_closed = true;
+            self.consume_session(unread);
+            if let Ok(frame) = Self::encode(&Frame::Reset {
+                stream_id: id,
+                code: ErrorCode::CANCEL,
+                reason: "stream dropped".into(),
+            }) {
+                self.push_stream_frame(id, OutFrame::Encoded(frame));
+            }
         }
         self.maybe_remove(id);
     }
@@ -447,7 +465,13 @@ impl MuxState {
             return;
         }
         if let Some(inc) = self.recv_window.consume(len) {
-            self.queue_priority(0, &Frame::Window { stream_id: 0, increment: inc });
+            self.queue_priority(
+                0,
+                &Frame::Window {
+                    stream_id: 0,
+                    increment: inc,
+                },
+            );
         }
     }
 
@@ -455,7 +479,10 @@ impl MuxState {
     /// returned here, when the consumer has it, never on receipt.
     pub fn poll_recv(&mut self, id: u32, max: usize, cx: &mut Context<'_>) -> Poll<RecvItem> {
         let Some(slot) = self.streams.get_mut(&id) else {
-            return Poll::Ready(RecvItem::Reset(ErrorCode::STREAM_CLOSED, "stream closed".into()));
+            return Poll::Ready(RecvItem::Reset(
+                ErrorCode::STREAM_CLOSED,
+                "stream closed".into(),
+            ));
         };
         match slot.inbound.front_mut() {
             Some(Inbound::Data(bytes)) => {
@@ -471,7 +498,13 @@ impl MuxState {
                 let stream_inc = slot.recv_window.consume(n).filter(|_| !slot.remote_eof);
                 let carrier = slot.carrier;
                 if let Some(inc) = stream_inc {
-                    self.queue_priority(carrier, &Frame::Window { stream_id: id, increment: inc });
+                    self.queue_priority(
+                        carrier,
+                        &Frame::Window {
+                            stream_id: id,
+                            increment: inc,
+                        },
+                    );
                 }
                 self.consume_session(n);
                 Poll::Ready(RecvItem::Data(chunk))
@@ -512,7 +545,9 @@ impl MuxState {
         let mut to_ping = Vec::new();
         for (i, c) in self.carriers.iter().enumerate().filter(|(_, c)| c.alive) {
             match c.ping_outstanding {
-                Some((_, sent)) if now.duration_since(sent) >= self.cfg.pong_timeout => dead.push(i),
+                Some((_, sent)) if now.duration_since(sent) >= self.cfg.pong_timeout => {
+                    dead.push(i)
+                }
                 None if now.duration_since(c.last_recv) >= self.cfg.ping_after => to_ping.push(i),
                 _ => {}
             }

@@ -114,6 +114,18 @@ impl RecvHalf {
         self.shared.lock().poll_recv(self.id, max, cx)
     }
 
+    /// Poll form of [`recv_chunk`](Self::recv_chunk), for `Body` and `Stream` adapters.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        loop {
+            return match ready!(self.poll_item(cx, usize::MAX)) {
+                RecvItem::Data(b) => Poll::Ready(Ok(Some(b))),
+                RecvItem::Eof => Poll::Ready(Ok(None)),
+                RecvItem::Head(_) => continue,
+                RecvItem::Reset(code, reason) => Poll::Ready(Err(reset_error(code, &reason))),
+            };
+        }
+    }
+
     /// Next chunk of bytes as received (no copy); `None` at EOF. Stray heads are skipped.
     pub async fn recv_chunk(&mut self) -> io::Result<Option<Bytes>> {
         loop {

@@ -96,7 +96,6 @@ impl StreamSlot {
     /// True once nothing more can happen on the stream: both directions finished (or reset) and
     /// every queued frame went out.
     pub fn finished(&self) -> bool {
-        self.outbox.is_empty()
-            && (self.reset.is_some() || (self.write_closed && self.remote_eof))
+        self.outbox.is_empty() && (self.reset.is_some() || (self.write_closed && self.remote_eof))
     }
 }

@@ -56,10 +56,20 @@ impl Pair {
     /// Moves every queued frame both ways until nothing moves. Returns session errors.
     fn pump(&mut self) -> Result<(), (bool, MuxError)> {
         for _ in 0..10_000 {
-            let a = transfer(&mut self.server, &mut self.client, self.now, &mut self.to_client)
-                .map_err(|e| (false, e))?;
-            let b = transfer(&mut self.client, &mut self.server, self.now, &mut self.to_server)
-                .map_err(|e| (true, e))?;
+            let a = transfer(
+                &mut self.server,
+                &mut self.client,
+                self.now,
+                &mut self.to_client,
+            )
+            .map_err(|e| (false, e))?;
+            let b = transfer(
+                &mut self.client,
+                &mut self.server,
+                self.now,
+                &mut self.to_server,
+            )
+            .map_err(|e| (true, e))?;
             if !a && !b {
                 return Ok(());
             }
@@ -152,7 +162,10 @@ fn credit_is_never_exceeded() {
     let mut p = Pair::new();
     let id = open_tcp(&mut p);
     let sent = write_all_credit(&mut p.server, id, 10 * STREAM_WINDOW as usize);
-    assert_eq!(sent, STREAM_WINDOW as usize, "writer stops at the stream window");
+    assert_eq!(
+        sent, STREAM_WINDOW as usize,
+        "writer stops at the stream window"
+    );
     p.pump().unwrap();
     assert_eq!(p.client.stream_buffered(id), Some(STREAM_WINDOW as usize));
     assert_eq!(p.server.stream_send_credit(id), Some(0));
@@ -170,7 +183,9 @@ fn window_is_returned_only_after_the_consumer_reads() {
     write_all_credit(&mut p.server, id, STREAM_WINDOW as usize);
     p.pump().unwrap();
     assert!(
-        !p.to_server.iter().any(|f| matches!(f, Frame::Window { .. })),
+        !p.to_server
+            .iter()
+            .any(|f| matches!(f, Frame::Window { .. })),
         "no WINDOW before anything was read"
     );
     // Reading less than half the window keeps the credit batched.
@@ -193,10 +208,24 @@ fn stream_overrun_is_a_flow_control_reset() {
     let now = p.now;
     // Bypass the sender's checks to play a misbehaving peer.
     p.client
-        .handle_frame(0, Frame::Data { stream_id: id, data: too_big.clone() }, now)
+        .handle_frame(
+            0,
+            Frame::Data {
+                stream_id: id,
+                data: too_big.clone(),
+            },
+            now,
+        )
         .unwrap();
     p.client
-        .handle_frame(0, Frame::Data { stream_id: id, data: too_big }, now)
+        .handle_frame(
+            0,
+            Frame::Data {
+                stream_id: id,
+                data: too_big,
+            },
+            now,
+        )
         .unwrap();
     assert!(matches!(
         p.client.poll_recv(id, 1 << 20, &mut cx()),
@@ -218,9 +247,14 @@ fn session_overrun_is_fatal_flow_control() {
     let mut result = Ok(());
     for _ in 0..(SESSION_WINDOW as usize / 65_536 + 1) {
         // Unknown stream: session credit is still charged.
-        result = p
-            .client
-            .handle_frame(0, Frame::Data { stream_id: 2, data: chunk.clone() }, now);
+        result = p.client.handle_frame(
+            0,
+            Frame::Data {
+                stream_id: 2,
+                data: chunk.clone(),
+            },
+            now,
+        );
         if result.is_err() {
             break;
         }
@@ -231,8 +265,15 @@ fn session_overrun_is_fatal_flow_control() {
     let err = {
         let mut st = MuxState::new(cfg(Role::Client), now);
         st.recv_window = RecvWindow::new(10);
-        st.handle_frame(0, Frame::Data { stream_id: 2, data: Bytes::from_static(&[0; 11]) }, now)
-            .unwrap_err()
+        st.handle_frame(
+            0,
+            Frame::Data {
+                stream_id: 2,
+                data: Bytes::from_static(&[0; 11]),
+            },
+            now,
+        )
+        .unwrap_err()
     };
     assert_eq!(err.code(), ErrorCode::FLOW_CONTROL);
 }
@@ -244,7 +285,14 @@ fn data_on_unknown_stream_earns_session_credit_back() {
     let half = Bytes::from(vec![0u8; SESSION_WINDOW as usize / 2]);
     for chunk in half.chunks(65_536) {
         p.client
-            .handle_frame(0, Frame::Data { stream_id: 40, data: Bytes::copy_from_slice(chunk) }, now)
+            .handle_frame(
+                0,
+                Frame::Data {
+                    stream_id: 40,
+                    data: Bytes::copy_from_slice(chunk),
+                },
+                now,
+            )
             .unwrap();
     }
     assert!(outgoing(&mut p.client).iter().any(|f| matches!(
@@ -259,7 +307,14 @@ fn zero_or_inflating_window_is_flow_control() {
     let id = open_tcp(&mut p);
     let now = p.now;
     p.server
-        .handle_frame(0, Frame::Window { stream_id: id, increment: 0 }, now)
+        .handle_frame(
+            0,
+            Frame::Window {
+                stream_id: id,
+                increment: 0,
+            },
+            now,
+        )
         .unwrap();
     assert!(matches!(
         p.server.poll_send_capacity(id, &mut cx()),
@@ -267,14 +322,28 @@ fn zero_or_inflating_window_is_flow_control() {
     ));
     let err = p
         .server
-        .handle_frame(0, Frame::Window { stream_id: 0, increment: 1 }, now)
+        .handle_frame(
+            0,
+            Frame::Window {
+                stream_id: 0,
+                increment: 1,
+            },
+            now,
+        )
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::FLOW_CONTROL);
     // WINDOW for an unknown stream is ignored.
     let mut q = Pair::new();
     let now = q.now;
     q.server
-        .handle_frame(0, Frame::Window { stream_id: 99, increment: 5 }, now)
+        .handle_frame(
+            0,
+            Frame::Window {
+                stream_id: 99,
+                increment: 5,
+            },
+            now,
+        )
         .unwrap();
 }
 
@@ -285,16 +354,29 @@ fn eof_is_a_half_close() {
     p.server.push_data(id, Bytes::from_static(b"ping")).unwrap();
     p.server.close_write(id).unwrap();
     p.pump().unwrap();
-    assert!(matches!(p.client.poll_recv(id, 100, &mut cx()), Poll::Ready(RecvItem::Data(b)) if &b[..] == b"ping"));
-    assert!(matches!(p.client.poll_recv(id, 100, &mut cx()), Poll::Ready(RecvItem::Eof)));
+    assert!(
+        matches!(p.client.poll_recv(id, 100, &mut cx()), Poll::Ready(RecvItem::Data(b)) if &b[..] == b"ping")
+    );
+    assert!(matches!(
+        p.client.poll_recv(id, 100, &mut cx()),
+        Poll::Ready(RecvItem::Eof)
+    ));
     // The other direction is still open.
     p.client.push_data(id, Bytes::from_static(b"pong")).unwrap();
     p.client.close_write(id).unwrap();
     p.pump().unwrap();
-    assert!(matches!(p.server.poll_recv(id, 100, &mut cx()), Poll::Ready(RecvItem::Data(b)) if &b[..] == b"pong"));
-    assert!(matches!(p.server.poll_recv(id, 100, &mut cx()), Poll::Ready(RecvItem::Eof)));
+    assert!(
+        matches!(p.server.poll_recv(id, 100, &mut cx()), Poll::Ready(RecvItem::Data(b)) if &b[..] == b"pong")
+    );
+    assert!(matches!(
+        p.server.poll_recv(id, 100, &mut cx()),
+        Poll::Ready(RecvItem::Eof)
+    ));
     // Writing after EOF is refused.
-    assert_eq!(p.server.push_data(id, Bytes::from_static(b"x")), Err(MuxError::WriteClosed));
+    assert_eq!(
+        p.server.push_data(id, Bytes::from_static(b"x")),
+        Err(MuxError::WriteClosed)
+    );
     // Both sides finished and dropped: the stream is gone on both ends.
     p.server.drop_handle(id);
     p.client.drop_handle(id);
@@ -321,7 +403,10 @@ fn reset_closes_both_directions_and_returns_credit() {
     ));
     // The discarded buffer's session credit went back (half the session window was not reached,
     // so it is still owed in the batch, not lost): the client can return it on demand.
-    assert_eq!(p.client.recv_window.release() as usize, STREAM_WINDOW as usize);
+    assert_eq!(
+        p.client.recv_window.release() as usize,
+        STREAM_WINDOW as usize
+    );
     p.server.drop_handle(id);
     p.client.drop_handle(id);
     assert_eq!(p.server.stream_count(), 0);
@@ -347,8 +432,13 @@ fn ping_measures_rtt() {
     p.server.send_ping(0, t0);
     // Deliver the PING to the client, and the PONG back 7 ms later.
     transfer(&mut p.server, &mut p.client, t0, &mut p.to_client).unwrap();
-    transfer(&mut p.client, &mut p.server, t0 + Duration::from_millis(7), &mut p.to_server)
-        .unwrap();
+    transfer(
+        &mut p.client,
+        &mut p.server,
+        t0 + Duration::from_millis(7),
+        &mut p.to_server,
+    )
+    .unwrap();
     assert_eq!(p.server.rtt(0), Some(Duration::from_millis(7)));
 }
 
@@ -376,7 +466,11 @@ fn control_frames_go_ahead_of_queued_data() {
     let mut batch = Batch::default();
     p.server.pop_batch(0, &mut batch);
     let frames = decode_message(&batch.into_message()).unwrap();
-    assert!(matches!(frames[0], Frame::Ping(_)), "PING first, got {:?}", frames[0].frame_type());
+    assert!(
+        matches!(frames[0], Frame::Ping(_)),
+        "PING first, got {:?}",
+        frames[0].frame_type()
+    );
     assert!(frames.len() <= crate::proto::MAX_FRAMES_PER_MESSAGE);
 }
 
@@ -384,7 +478,9 @@ fn control_frames_go_ahead_of_queued_data() {
 fn streams_spread_over_carriers_and_stay_pinned() {
     let mut p = Pair::new();
     p.add_carriers(4);
-    let ids: Vec<u32> = (0..8).map(|_| p.server.open_stream(&StreamOpen::tcp(1)).unwrap()).collect();
+    let ids: Vec<u32> = (0..8)
+        .map(|_| p.server.open_stream(&StreamOpen::tcp(1)).unwrap())
+        .collect();
     assert_eq!(p.server.streams_per_carrier(), vec![2, 2, 2, 2]);
     p.pump().unwrap();
     for id in &ids {
@@ -393,9 +489,16 @@ fn streams_spread_over_carriers_and_stay_pinned() {
     }
     // Losing carrier 2 resets only its streams.
     p.client.carrier_lost(2);
-    let on2: Vec<u32> = ids.iter().copied().filter(|id| p.server.stream_carrier(*id) == Some(2)).collect();
+    let on2: Vec<u32> = ids
+        .iter()
+        .copied()
+        .filter(|id| p.server.stream_carrier(*id) == Some(2))
+        .collect();
     for id in &ids {
-        let reset = matches!(p.client.poll_recv(*id, 10, &mut cx()), Poll::Ready(RecvItem::Reset(..)));
+        let reset = matches!(
+            p.client.poll_recv(*id, 10, &mut cx()),
+            Poll::Ready(RecvItem::Reset(..))
+        );
         assert_eq!(reset, on2.contains(id));
     }
     // Losing carrier 0 ends the session.
@@ -416,43 +519,106 @@ fn a_stalled_stream_does_not_block_another() {
         delivered += read_n(&mut p.client, busy, usize::MAX);
         p.pump().unwrap();
     }
-    assert!(delivered >= 20 * STREAM_WINDOW as usize, "busy stream moved {delivered}");
-    assert_eq!(p.client.stream_buffered(stalled), Some(STREAM_WINDOW as usize));
+    assert!(
+        delivered >= 20 * STREAM_WINDOW as usize,
+        "busy stream moved {delivered}"
+    );
+    assert_eq!(
+        p.client.stream_buffered(stalled),
+        Some(STREAM_WINDOW as usize)
+    );
 }
 
 #[test]
 fn wrong_parity_or_reused_stream_ids_are_protocol_errors() {
     let mut st = MuxState::new(cfg(Role::Client), Instant::now());
     let now = Instant::now();
-    let odd = st.handle_frame(0, Frame::StreamOpen { stream_id: 3, open: StreamOpen::tcp(1) }, now);
+    let odd = st.handle_frame(
+        0,
+        Frame::StreamOpen {
+            stream_id: 3,
+            open: StreamOpen::tcp(1),
+        },
+        now,
+    );
     assert_eq!(odd.unwrap_err().code(), ErrorCode::PROTOCOL);
-    st.handle_frame(0, Frame::StreamOpen { stream_id: 4, open: StreamOpen::tcp(1) }, now)
-        .unwrap();
-    let reused = st.handle_frame(0, Frame::StreamOpen { stream_id: 4, open: StreamOpen::tcp(1) }, now);
+    st.handle_frame(
+        0,
+        Frame::StreamOpen {
+            stream_id: 4,
+            open: StreamOpen::tcp(1),
+        },
+        now,
+    )
+    .unwrap();
+    let reused = st.handle_frame(
+        0,
+        Frame::StreamOpen {
+            stream_id: 4,
+            open: StreamOpen::tcp(1),
+        },
+        now,
+    );
     assert_eq!(reused.unwrap_err().code(), ErrorCode::PROTOCOL);
 }
 
 #[test]
 fn stream_limit_refuses_new_streams() {
-    let mut st = MuxState::new(MuxConfig { max_streams: 1, ..cfg(Role::Client) }, Instant::now());
+    let mut st = MuxState::new(
+        MuxConfig {
+            max_streams: 1,
+            ..cfg(Role::Client)
+        },
+        Instant::now(),
+    );
     let now = Instant::now();
-    st.handle_frame(0, Frame::StreamOpen { stream_id: 2, open: StreamOpen::tcp(1) }, now)
-        .unwrap();
-    st.handle_frame(0, Frame::StreamOpen { stream_id: 4, open: StreamOpen::tcp(1) }, now)
-        .unwrap();
+    st.handle_frame(
+        0,
+        Frame::StreamOpen {
+            stream_id: 2,
+            open: StreamOpen::tcp(1),
+        },
+        now,
+    )
+    .unwrap();
+    st.handle_frame(
+        0,
+        Frame::StreamOpen {
+            stream_id: 4,
+            open: StreamOpen::tcp(1),
+        },
+        now,
+    )
+    .unwrap();
     let mut batch = Batch::default();
     st.pop_batch(0, &mut batch);
     let frames = decode_message(&batch.into_message()).unwrap();
-    assert!(frames.iter().any(|f| matches!(f, Frame::Reset { stream_id: 4, code: ErrorCode::REFUSED_STREAM, .. })));
+    assert!(frames.iter().any(|f| matches!(
+        f,
+        Frame::Reset {
+            stream_id: 4,
+            code: ErrorCode::REFUSED_STREAM,
+            ..
+        }
+    )));
 }
 
 #[test]
 fn control_flood_is_refused() {
-    let mut st = MuxState::new(MuxConfig { max_pending_events: 3, ..cfg(Role::Server) }, Instant::now());
+    let mut st = MuxState::new(
+        MuxConfig {
+            max_pending_events: 3,
+            ..cfg(Role::Server)
+        },
+        Instant::now(),
+    );
     let now = Instant::now();
     let unbind = || Frame::Unbind(crate::proto::BindRef { bind_id: 1 });
     for _ in 0..3 {
         st.handle_frame(0, unbind(), now).unwrap();
     }
-    assert_eq!(st.handle_frame(0, unbind(), now).unwrap_err().code(), ErrorCode::ENHANCE_YOUR_CALM);
+    assert_eq!(
+        st.handle_frame(0, unbind(), now).unwrap_err().code(),
+        ErrorCode::ENHANCE_YOUR_CALM
+    );
 }

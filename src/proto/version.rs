@@ -55,8 +55,14 @@ mod tests {
 
     #[test]
     fn aliases_parse_to_the_same_version() {
-        assert_eq!(ProtocolVersion::parse("underpass.v2"), Some(ProtocolVersion::V2));
-        assert_eq!(ProtocolVersion::parse("hoody-tunnel.v1"), Some(ProtocolVersion::V1));
+        assert_eq!(
+            ProtocolVersion::parse("underpass.v2"),
+            Some(ProtocolVersion::V2)
+        );
+        assert_eq!(
+            ProtocolVersion::parse("hoody-tunnel.v1"),
+            Some(ProtocolVersion::V1)
+        );
         assert_eq!(ProtocolVersion::parse("hoody-tunnel.v3"), None);
     }
 

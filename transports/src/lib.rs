@@ -107,7 +107,11 @@ impl std::fmt::Display for CloseReason {
         if self.reason.is_empty() {
             write!(f, "peer closed the carrier with code {}", self.code)
         } else {
-            write!(f, "peer closed the carrier with code {}: {}", self.code, self.reason)
+            write!(
+                f,
+                "peer closed the carrier with code {}: {}",
+                self.code, self.reason
+            )
         }
     }
 }
@@ -123,5 +127,6 @@ impl CloseReason {
 
 /// The [`CloseReason`] inside an error returned by `recv`, if the peer closed with one.
 pub fn close_reason(err: &io::Error) -> Option<&CloseReason> {
-    err.get_ref().and_then(|inner| inner.downcast_ref::<CloseReason>())
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<CloseReason>())
 }

@@ -1,0 +1,168 @@
+//! Convenience binds for each direction, and `serve(handler)`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use serde_json::Value;
+
+use super::error::ClientError;
+use super::options::ClientOptions;
+use super::session::{Binding, ClientSession, StreamHandler};
+use crate::http::body::ProxyBody;
+use crate::http::local::{Handler, LocalPort, LocalService};
+use crate::proto::{BasicAuth, Bind, BindKind, BindMode, RouteMode, RouteSpec};
+
+/// An HTTP expose: where it is published and who answers.
+#[derive(Debug, Clone, Default)]
+pub struct HttpExpose {
+    /// Host route: `Some("demo")`, `Some("@")` (root), or `None` for a server-assigned name.
+    /// Ignored when `route` is false.
+    pub subdomain: Option<String>,
+    /// Publish a host route on the main listener.
+    pub route: bool,
+    /// Share the route (cluster) or hold it alone (single).
+    pub mode: RouteMode,
+    /// Claim the route/port from its holder.
+    pub takeover: bool,
+    /// Also (or only) a dedicated public port: `Some(0)` = any free port in the server's range.
+    pub port: Option<u16>,
+    /// Basic Auth username (any username when `None`).
+    pub basic_auth_username: Option<String>,
+    /// Basic Auth password (no auth when `None`).
+    pub basic_auth_password: Option<String>,
+}
+
+impl HttpExpose {
+    /// A host route named `subdomain` (`None` = server-assigned).
+    pub fn route(subdomain: Option<String>) -> Self {
+        Self {
+            subdomain,
+            route: true,
+            ..Self::default()
+        }
+    }
+
+    /// A dedicated public port (0 = any free one).
+    pub fn port(port: u16) -> Self {
+        Self {
+            port: Some(port),
+            ..Self::default()
+        }
+    }
+
+    fn to_bind(&self) -> Bind {
+        Bind {
+            client_bind_ref: Value::Null,
+            kind: BindKind::Http,
+            mode: BindMode::Expose,
+            container_port: self.port,
+            label: None,
+            takeover: self.takeover.then_some(true),
+            host: None,
+            route: self.route.then(|| RouteSpec {
+                subdomain: self.subdomain.clone(),
+                mode: self.mode,
+            }),
+            basic_auth: self.basic_auth_password.as_ref().map(|p| BasicAuth {
+                username: self.basic_auth_username.clone(),
+                password: p.clone(),
+            }),
+        }
+    }
+}
+
+fn tcp_bind(mode: BindMode, port: u16) -> Bind {
+    Bind {
+        client_bind_ref: Value::Null,
+        kind: BindKind::Tcp,
+        mode,
+        container_port: Some(port),
+        label: None,
+        takeover: None,
+        host: None,
+        route: None,
+        basic_auth: None,
+    }
+}
+
+impl ClientSession {
+    /// Publishes the local HTTP service on `127.0.0.1:local_port`.
+    pub async fn expose_http(
+        &self,
+        local_port: u16,
+        spec: &HttpExpose,
+    ) -> Result<Binding, ClientError> {
+        let service = LocalService::Port(LocalPort::new(local_port));
+        self.bind(spec.to_bind(), StreamHandler::Http(service))
+            .await
+    }
+
+    /// Publishes an in-process handler: requests reach it with no local socket.
+    pub async fn expose_handler<F, Fut>(
+        &self,
+        spec: &HttpExpose,
+        handler: F,
+    ) -> Result<Binding, ClientError>
+    where
+        F: Fn(Request<ProxyBody>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |req| Box::pin(handler(req)));
+        self.bind(
+            spec.to_bind(),
+            StreamHandler::Http(LocalService::Handler(handler)),
+        )
+        .await
+    }
+
+    /// Publishes raw TCP `127.0.0.1:local_port` on server port `remote_port` (0 = any free).
+    pub async fn expose_tcp(
+        &self,
+        local_port: u16,
+        remote_port: u16,
+    ) -> Result<Binding, ClientError> {
+        let target = SocketAddr::from(([127, 0, 0, 1], local_port));
+        self.bind(
+            tcp_bind(BindMode::Expose, remote_port),
+            StreamHandler::Tcp(target),
+        )
+        .await
+    }
+
+    /// Server loopback port `remote_port` (0 = kernel-assigned) leads to `to` on this side.
+    pub async fn pull(&self, to: SocketAddr, remote_port: u16) -> Result<Binding, ClientError> {
+        self.bind(
+            tcp_bind(BindMode::Pull, remote_port),
+            StreamHandler::Tcp(to),
+        )
+        .await
+    }
+
+    /// Client loopback port `local_port` (0 = any) leads to server loopback port `remote_port`.
+    pub async fn forward(&self, local_port: u16, remote_port: u16) -> Result<Binding, ClientError> {
+        self.bind_with_local_port(
+            tcp_bind(BindMode::Forward, remote_port),
+            StreamHandler::Forward,
+            local_port,
+        )
+        .await
+    }
+}
+
+/// Connects and serves `handler` on a host route (or a dedicated port, per `spec`). The session
+/// and binding live as long as the returned pair.
+pub async fn serve<F, Fut>(
+    opts: &ClientOptions,
+    spec: &HttpExpose,
+    handler: F,
+) -> Result<(ClientSession, Binding), ClientError>
+where
+    F: Fn(Request<ProxyBody>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let session = ClientSession::connect(opts).await?;
+    let binding = session.expose_handler(spec, handler).await?;
+    Ok((session, binding))
+}

@@ -1,0 +1,138 @@
+//! Opening a session: HELLO on the first carrier, then JOIN on each extra v2 carrier.
+
+use bytes::BytesMut;
+use underpass_transports::{Carrier, Endpoint};
+
+use super::error::ClientError;
+use super::options::ClientOptions;
+use crate::mux::{MuxConfig, Role, Session};
+use crate::proto::{
+    decode_message, encode_frame, ErrorCode, Frame, Hello, HelloAuth, HelloOk, Join, JoinTicket,
+    ProtocolVersion,
+};
+
+async fn send(carrier: &mut Carrier, frame: &Frame) -> Result<(), ClientError> {
+    let mut out = BytesMut::new();
+    encode_frame(frame, &mut out).map_err(|e| ClientError::Handshake(e.to_string()))?;
+    carrier
+        .tx
+        .send(out.freeze())
+        .await
+        .map_err(|e| ClientError::Handshake(format!("send failed: {e}")))
+}
+
+async fn first_frame(carrier: &mut Carrier, opts: &ClientOptions) -> Result<Frame, ClientError> {
+    let msg = tokio::time::timeout(opts.handshake_timeout, carrier.rx.recv())
+        .await
+        .map_err(|_| ClientError::Handshake("no answer from the server in time".into()))?
+        .map_err(|e| ClientError::Handshake(format!("the server closed the connection: {e}")))?
+        .ok_or_else(|| ClientError::Handshake("the server closed the connection".into()))?;
+    let mut frames = decode_message(&msg).map_err(|e| ClientError::Handshake(e.to_string()))?;
+    if frames.is_empty() {
+        return Err(ClientError::Handshake("empty answer".into()));
+    }
+    Ok(frames.remove(0))
+}
+
+async fn dial(opts: &ClientOptions, version: ProtocolVersion) -> Result<Carrier, ClientError> {
+    let endpoint = Endpoint {
+        url: opts.server.clone(),
+        subprotocol: version.as_str().to_string(),
+        bearer: None,
+    };
+    opts.transport
+        .connect(&endpoint)
+        .await
+        .map_err(|source| ClientError::Unreachable {
+            url: opts.server.clone(),
+            source,
+        })
+}
+
+/// Opens a session and attaches every granted carrier. Carriers that fail to join are logged
+/// and skipped: the session works with fewer.
+pub async fn connect(opts: &ClientOptions) -> Result<(Session, HelloOk), ClientError> {
+    let version = if opts.connections > 1 {
+        ProtocolVersion::V2
+    } else {
+        ProtocolVersion::V1
+    };
+    let mut carrier = dial(opts, version).await?;
+    let hello = Frame::Hello(Hello {
+        version: version.as_str().to_string(),
+        capabilities: if version == ProtocolVersion::V2 {
+            vec!["multi-ws".into()]
+        } else {
+            Vec::new()
+        },
+        auth: Some(HelloAuth {
+            kind: "bearer".into(),
+            token: opts.token.clone(),
+        }),
+        resume: None,
+        max_connections: (version == ProtocolVersion::V2).then_some(opts.connections),
+    });
+    send(&mut carrier, &hello).await?;
+    let ok = match first_frame(&mut carrier, opts).await? {
+        Frame::HelloOk(ok) => ok,
+        Frame::GoAway(g) if g.code == ErrorCode::AUTH => return Err(ClientError::Auth(g.message)),
+        Frame::GoAway(g) => {
+            return Err(ClientError::Refused {
+                code: g.code,
+                message: g.message,
+            })
+        }
+        other => {
+            return Err(ClientError::Handshake(format!(
+                "expected HELLO_OK, got {}",
+                other.frame_type().name()
+            )))
+        }
+    };
+    let cfg = MuxConfig {
+        stream_window: ok.stream_window,
+        session_window: ok.session_window,
+        ..MuxConfig::new(Role::Client)
+    };
+    let session = Session::start(cfg, carrier);
+    let tickets = ok.join_tickets.clone().unwrap_or_default();
+    let joins = tickets
+        .into_iter()
+        .map(|t| join(opts, ok.session_id.clone(), t));
+    for (index, result) in futures_util::future::join_all(joins).await {
+        match result {
+            Ok(carrier) => session.attach_carrier(index as usize, carrier),
+            Err(e) => {
+                tracing::warn!(index, error = %e, "extra carrier failed to join; continuing with fewer")
+            }
+        }
+    }
+    Ok((session, ok))
+}
+
+async fn join(
+    opts: &ClientOptions,
+    session_id: String,
+    ticket: JoinTicket,
+) -> (u32, Result<Carrier, ClientError>) {
+    let index = ticket.index;
+    let result = async {
+        let mut carrier = dial(opts, ProtocolVersion::V2).await?;
+        let frame = Frame::Join(Join {
+            session_id,
+            index: ticket.index,
+            nonce: ticket.nonce,
+        });
+        send(&mut carrier, &frame).await?;
+        match first_frame(&mut carrier, opts).await? {
+            Frame::JoinOk(_) => Ok(carrier),
+            Frame::JoinErr(e) => Err(ClientError::Handshake(format!("{}: {}", e.code, e.message))),
+            other => Err(ClientError::Handshake(format!(
+                "expected JOIN_OK, got {}",
+                other.frame_type().name()
+            ))),
+        }
+    }
+    .await;
+    (index, result)
+}

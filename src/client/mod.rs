@@ -1,0 +1,14 @@
+//! The private side: connect a session (with v2 striping), bind services, answer the streams the
+//! server opens, and open streams for `forward` bindings.
+
+mod api;
+mod connect;
+mod error;
+mod options;
+mod session;
+
+pub use api::{serve, HttpExpose};
+pub use connect::connect as connect_session;
+pub use error::ClientError;
+pub use options::ClientOptions;
+pub use session::{Binding, ClientSession, StreamHandler};

@@ -1,0 +1,276 @@
+//! Client side of HTTP expose: answer a tunnel stream with a local HTTP service (a pooled
+//! keep-alive hyper client to `127.0.0.1:<port>`) or with an in-process handler.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::body::{MuxBody, ProxyBody};
+use super::edge::hop_by_hop::{strip_hop_by_hop, strip_hop_by_hop_keep_upgrade};
+use super::edge::visitor_error;
+use super::headers::{from_pairs, to_pairs};
+use crate::mux::{MuxStream, SendHalf};
+use crate::proto::{ResponseHead, StreamOpen};
+
+/// A boxed future answering one request.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
+
+/// An in-process HTTP handler (`serve(handler)`): request in, response out, no socket.
+pub type Handler = Arc<dyn Fn(Request<ProxyBody>) -> HandlerFuture + Send + Sync>;
+
+/// Who answers the tunnel's HTTP streams for one binding.
+#[derive(Clone)]
+pub enum LocalService {
+    /// A local HTTP server on `127.0.0.1:port`.
+    Port(LocalPort),
+    /// An in-process handler.
+    Handler(Handler),
+}
+
+impl std::fmt::Debug for LocalService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LocalService::Port(p) => write!(f, "LocalService::Port({})", p.port),
+            LocalService::Handler(_) => f.write_str("LocalService::Handler"),
+        }
+    }
+}
+
+/// A local HTTP server reached with a pooled keep-alive client.
+#[derive(Clone)]
+pub struct LocalPort {
+    port: u16,
+    client: Client<HttpConnector, ProxyBody>,
+}
+
+impl LocalPort {
+    /// A pool for `127.0.0.1:port`.
+    pub fn new(port: u16) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build(connector);
+        Self { port, client }
+    }
+
+    /// The local port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+fn head_of<B>(resp: &Response<B>, upgrade: bool) -> ResponseHead {
+    let mut headers = resp.headers().clone();
+    if upgrade {
+        strip_hop_by_hop_keep_upgrade(&mut headers);
+    } else {
+        strip_hop_by_hop(&mut headers);
+    }
+    ResponseHead {
+        status: resp.status().as_u16(),
+        headers: to_pairs(&headers),
+        is_final: true,
+    }
+}
+
+/// Sends a whole small response (errors) on the stream.
+async fn answer_with(send: &mut SendHalf, resp: Response<bytes::Bytes>) {
+    let head = head_of(&resp, false);
+    if send.send_head(&head).is_ok() && send.send(resp.into_body()).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+/// Streams a response (head, then body frames, then EOF) into the tunnel.
+async fn pump_response(send: &mut SendHalf, resp: Response<ProxyBody>) -> StatusCode {
+    let status = resp.status();
+    if send.send_head(&head_of(&resp, false)).is_err() {
+        return status;
+    }
+    let mut body = resp.into_body();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    if send.send(data).await.is_err() {
+                        // The visitor is gone; dropping the body stops the local response.
+                        return status;
+                    }
+                }
+            }
+            Err(e) => {
+                send.reset(
+                    crate::proto::ErrorCode::CANCEL,
+                    &format!("local response failed: {e}"),
+                );
+                return status;
+            }
+        }
+    }
+    let _ = send.finish();
+    status
+}
+
+fn build_request(
+    open: &StreamOpen,
+    body: ProxyBody,
+    authority: &str,
+) -> Result<Request<ProxyBody>, String> {
+    let method = Method::from_bytes(open.method.as_deref().unwrap_or("GET").as_bytes())
+        .map_err(|_| "invalid method".to_string())?;
+    let target = open.target.as_deref().unwrap_or("/");
+    if !target.starts_with('/') {
+        return Err(format!("request target must start with '/': {target:?}"));
+    }
+    let uri: Uri = format!("http://{authority}{target}")
+        .parse()
+        .map_err(|_| "invalid request target".to_string())?;
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = from_pairs(&open.headers)?;
+    Ok(req)
+}
+
+fn path_of(open: &StreamOpen) -> &str {
+    let t = open.target.as_deref().unwrap_or("/");
+    t.split('?').next().unwrap_or(t)
+}
+
+fn host_of(open: &StreamOpen) -> &str {
+    open.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map_or("-", |(_, v)| v.as_str())
+}
+
+/// Answers one HTTP stream opened by the server.
+pub async fn serve_stream(stream: MuxStream, open: StreamOpen, service: LocalService) {
+    let started = Instant::now();
+    let method = open.method.clone().unwrap_or_default();
+    let status = match &service {
+        LocalService::Port(local) if open.is_upgrade => serve_upgrade(stream, &open, local).await,
+        LocalService::Port(local) => serve_port(stream, &open, local).await,
+        LocalService::Handler(handler) => serve_handler(stream, &open, handler).await,
+    };
+    tracing::info!(
+        %method,
+        host = host_of(&open),
+        path = path_of(&open),
+        status = status.as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+}
+
+async fn serve_port(stream: MuxStream, open: &StreamOpen, local: &LocalPort) -> StatusCode {
+    let (recv, mut send) = stream.split();
+    let authority = format!("127.0.0.1:{}", local.port);
+    let req = match build_request(open, MuxBody::new(recv).boxed(), &authority) {
+        Ok(r) => r,
+        Err(e) => return bad_request(&mut send, &e).await,
+    };
+    match local.client.request(req).await {
+        Ok(resp) => {
+            pump_response(
+                &mut send,
+                resp.map(|b| b.map_err(std::io::Error::other).boxed()),
+            )
+            .await
+        }
+        Err(e) => {
+            let resp = if e.is_connect() {
+                visitor_error::upstream_refused(local.port)
+            } else {
+                visitor_error::upstream_reset(local.port)
+            };
+            let status = resp.status();
+            answer_with(&mut send, resp).await;
+            status
+        }
+    }
+}
+
+async fn bad_request(send: &mut SendHalf, why: &str) -> StatusCode {
+    let mut resp = Response::new(bytes::Bytes::from(format!(
+        "underpass: invalid request from the tunnel server: {why}\n"
+    )));
+    *resp.status_mut() = StatusCode::BAD_REQUEST;
+    answer_with(send, resp).await;
+    StatusCode::BAD_REQUEST
+}
+
+/// An upgrade needs its own connection (it is consumed by the upgrade), then raw bytes flow.
+async fn serve_upgrade(stream: MuxStream, open: &StreamOpen, local: &LocalPort) -> StatusCode {
+    let (recv, mut send) = stream.split();
+    let authority = format!("127.0.0.1:{}", local.port);
+    let empty = Empty::new().map_err(|never| match never {}).boxed();
+    let req = match build_request(open, empty, &authority) {
+        Ok(r) => r,
+        Err(e) => return bad_request(&mut send, &e).await,
+    };
+    let tcp = match tokio::net::TcpStream::connect(("127.0.0.1", local.port)).await {
+        Ok(tcp) => tcp,
+        Err(_) => {
+            answer_with(&mut send, visitor_error::upstream_refused(local.port)).await;
+            return StatusCode::BAD_GATEWAY;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await
+    else {
+        answer_with(&mut send, visitor_error::upstream_reset(local.port)).await;
+        return StatusCode::BAD_GATEWAY;
+    };
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let resp = match sender.send_request(req).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            answer_with(&mut send, visitor_error::upstream_reset(local.port)).await;
+            return StatusCode::BAD_GATEWAY;
+        }
+    };
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let resp = resp.map(|b| b.map_err(std::io::Error::other).boxed());
+        return pump_response(&mut send, resp).await;
+    }
+    if send.send_head(&head_of(&resp, true)).is_err() {
+        return StatusCode::SWITCHING_PROTOCOLS;
+    }
+    match hyper::upgrade::on(resp).await {
+        Ok(upgraded) => {
+            let _ = crate::tcp::splice_halves(TokioIo::new(upgraded), recv, send).await;
+        }
+        Err(e) => send.reset(
+            crate::proto::ErrorCode::CANCEL,
+            &format!("local upgrade failed: {e}"),
+        ),
+    }
+    StatusCode::SWITCHING_PROTOCOLS
+}
+
+async fn serve_handler(stream: MuxStream, open: &StreamOpen, handler: &Handler) -> StatusCode {
+    let (recv, mut send) = stream.split();
+    let authority = host_of(open).to_string();
+    let authority = if authority == "-" {
+        "localhost".to_string()
+    } else {
+        authority
+    };
+    let req = match build_request(open, MuxBody::new(recv).boxed(), &authority) {
+        Ok(r) => r,
+        Err(e) => return bad_request(&mut send, &e).await,
+    };
+    let resp = handler(req).await;
+    pump_response(&mut send, resp).await
+}

@@ -1,0 +1,213 @@
+//! Server side of HTTP expose: one visitor request becomes one mux stream. The request head
+//! travels in STREAM_OPEN, bodies stream both ways under flow control, and an upgrade turns the
+//! stream into raw bytes after the 101.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::body::{full, MuxBody, ProxyBody};
+use super::edge::basic_auth::BasicAuthPolicy;
+use super::edge::forwarded::{client_info, write_forwarded_headers};
+use super::edge::hop_by_hop::{strip_hop_by_hop, strip_hop_by_hop_keep_upgrade, wants_upgrade};
+use super::edge::trusted_proxy::TrustedProxies;
+use super::edge::visitor_error;
+use super::headers::{from_pairs, to_pairs};
+use crate::mux::{MuxError, SendHalf, Session};
+use crate::proto::{BindId, BindKind, ErrorCode, StreamOpen};
+
+/// Where a visitor's request goes and what the edge knows about the visitor.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    /// Session that serves the binding.
+    pub session: &'a Session,
+    /// Binding id for STREAM_OPEN.
+    pub bind_id: BindId,
+    /// Basic Auth of the binding.
+    pub auth: Option<&'a BasicAuthPolicy>,
+}
+
+/// Edge facts for one request.
+#[derive(Debug, Clone)]
+pub struct Visitor<'a> {
+    /// TCP peer.
+    pub peer: SocketAddr,
+    /// The host the visitor asked for.
+    pub host: Option<&'a str>,
+    /// Trusted proxies.
+    pub trusted: &'a TrustedProxies,
+    /// How long to wait for the response head.
+    pub response_timeout: Duration,
+}
+
+fn into_proxy(resp: Response<bytes::Bytes>) -> Response<ProxyBody> {
+    resp.map(full)
+}
+
+/// Proxies one request through the tunnel and returns the visitor's response.
+pub async fn proxy(
+    mut req: Request<Incoming>,
+    target: Target<'_>,
+    visitor: Visitor<'_>,
+) -> Response<ProxyBody> {
+    if let Some(policy) = target.auth {
+        if !policy.check(req.headers()) {
+            return into_proxy(visitor_error::auth_required());
+        }
+        // The credentials were for the edge, not for the app.
+        req.headers_mut().remove(http::header::AUTHORIZATION);
+    }
+    let is_upgrade = wants_upgrade(req.headers());
+    let info = client_info(
+        visitor.peer,
+        req.headers(),
+        false,
+        visitor.host,
+        visitor.trusted,
+    );
+    let mut headers = req.headers().clone();
+    if is_upgrade {
+        strip_hop_by_hop_keep_upgrade(&mut headers);
+    } else {
+        strip_hop_by_hop(&mut headers);
+    }
+    write_forwarded_headers(&mut headers, &info);
+    if !headers.contains_key(http::header::HOST) {
+        if let Some(host) = visitor.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            headers.insert(http::header::HOST, host);
+        }
+    }
+    let open = StreamOpen {
+        bind_id: target.bind_id,
+        kind: BindKind::Http,
+        method: Some(req.method().as_str().to_string()),
+        target: Some(
+            req.uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
+        ),
+        headers: to_pairs(&headers),
+        is_upgrade,
+    };
+    let stream = match target.session.open(&open) {
+        Ok(s) => s,
+        Err(MuxError::TooManyStreams(_)) => return into_proxy(visitor_error::overloaded()),
+        Err(MuxError::Encode(_)) => {
+            return plain(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "underpass: request head too large for the tunnel\n",
+            )
+        }
+        Err(_) => return into_proxy(visitor_error::tunnel_resuming()),
+    };
+    let (mut recv, send) = stream.split();
+    let on_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
+    // For an upgrade the send half waits here: raw bytes follow only after the 101.
+    let upgrade_send = if is_upgrade {
+        Some(send)
+    } else {
+        tokio::spawn(pump_request_body(req.into_body(), send));
+        None
+    };
+    let deadline = Instant::now() + visitor.response_timeout;
+    let head = loop {
+        match tokio::time::timeout_at(deadline.into(), recv.recv_head()).await {
+            Err(_) => {
+                return into_proxy(visitor_error::upstream_timeout(
+                    visitor.response_timeout.as_secs(),
+                ))
+            }
+            Ok(Err(e)) => {
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("underpass: the tunnel client could not answer: {e}\n"),
+                )
+            }
+            Ok(Ok(head)) if head.is_final => break head,
+            // Interim heads (1xx) cannot be relayed by hyper's server; they are skipped.
+            Ok(Ok(_)) => continue,
+        }
+    };
+    let Ok(status) = StatusCode::from_u16(head.status) else {
+        return plain(
+            StatusCode::BAD_GATEWAY,
+            "underpass: the tunnel client sent an invalid status\n",
+        );
+    };
+    let mut resp_headers = match from_pairs(&head.headers) {
+        Ok(h) => h,
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                &format!("underpass: the tunnel client sent a bad header: {e}\n"),
+            )
+        }
+    };
+    let upgraded = match (status, on_upgrade, upgrade_send) {
+        (StatusCode::SWITCHING_PROTOCOLS, Some(on_upgrade), Some(send)) => Some((on_upgrade, send)),
+        (_, _, Some(mut send)) => {
+            // The app declined the upgrade: the request had no body, so end it cleanly.
+            let _ = send.finish();
+            None
+        }
+        _ => None,
+    };
+    if let Some((on_upgrade, send)) = upgraded {
+        strip_hop_by_hop_keep_upgrade(&mut resp_headers);
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let io = hyper_util::rt::TokioIo::new(upgraded);
+                    let _ = crate::tcp::splice_halves(io, recv, send).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "visitor upgrade failed"),
+            }
+        });
+        let mut resp = Response::new(super::body::empty());
+        *resp.status_mut() = status;
+        *resp.headers_mut() = resp_headers;
+        return resp;
+    }
+    strip_hop_by_hop(&mut resp_headers);
+    let mut resp = Response::new(MuxBody::new(recv).boxed());
+    *resp.status_mut() = status;
+    *resp.headers_mut() = resp_headers;
+    resp
+}
+
+fn plain(status: StatusCode, body: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Streams the visitor's request body into the tunnel, then EOF. A visitor that goes away
+/// mid-body resets the stream so the client stops waiting.
+async fn pump_request_body(mut body: Incoming, mut send: SendHalf) {
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if send.send(data).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Some(Err(_)) => {
+                send.reset(ErrorCode::CANCEL, "visitor aborted the request body");
+                return;
+            }
+            None => {
+                let _ = send.finish();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! underpass: a reverse tunnel. A public server accepts carriers from private clients; each session
+//! multiplexes HTTP requests and TCP connections with per-stream and per-session flow control.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod http;
+pub mod mux;
+pub mod proto;
+pub mod server;
+pub mod tcp;

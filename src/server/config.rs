@@ -1,0 +1,93 @@
+//! Server settings: where it listens, who may connect, and every limit of DESIGN.md section 4.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use crate::http::edge::trusted_proxy::TrustedProxies;
+use crate::proto::{DEFAULT_SESSION_WINDOW, DEFAULT_STREAM_WINDOW};
+
+/// Limits a server enforces; each one that is hit answers with a clear error code.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Sessions at once.
+    pub max_sessions: usize,
+    /// Bindings per session.
+    pub max_bindings_per_session: usize,
+    /// Streams per session.
+    pub max_streams_per_session: usize,
+    /// Carriers per session (v2 `connectionsGranted` is clamped to this).
+    pub max_connections_per_session: u32,
+    /// Time a new carrier has to send HELLO or JOIN.
+    pub hello_timeout: Duration,
+    /// Initial per-stream credit granted in HELLO_OK.
+    pub stream_window: u32,
+    /// Initial per-session credit granted in HELLO_OK.
+    pub session_window: u32,
+    /// Ping a carrier after this long without receiving.
+    pub ping_after: Duration,
+    /// Close a carrier whose pong is this late.
+    pub pong_timeout: Duration,
+    /// How long a join ticket stays valid.
+    pub join_ticket_ttl: Duration,
+    /// How long a visitor waits for the response head before 504.
+    pub response_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 256,
+            max_bindings_per_session: 8,
+            max_streams_per_session: 1024,
+            max_connections_per_session: 8,
+            hello_timeout: Duration::from_secs(5),
+            stream_window: DEFAULT_STREAM_WINDOW,
+            session_window: DEFAULT_SESSION_WINDOW,
+            ping_after: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(60),
+            join_ticket_ttl: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything a server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Main listener: public HTTP, control endpoint, health.
+    pub listen: SocketAddr,
+    /// Root domain for host routing (`D` = root route, `X.D` = route `X`).
+    pub domain: Option<String>,
+    /// Shared client token.
+    pub token: String,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Port range for dedicated public ports picked by the server.
+    pub expose_ports: RangeInclusive<u16>,
+    /// Server loopback ports clients may `forward` to (empty: none).
+    pub allow_forward: Vec<RangeInclusive<u16>>,
+    /// Allow public ports 80-1023.
+    pub allow_privileged_ports: bool,
+    /// Template of a dedicated port's public URL (`{host}`, `{port}`).
+    pub public_url_template: String,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl ServerConfig {
+    /// A loopback server on an ephemeral port with `token` and default limits (tests, demo).
+    pub fn local(token: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            domain: None,
+            token: token.into(),
+            trusted_proxies: TrustedProxies::none(),
+            expose_ports: 20000..=65534,
+            allow_forward: Vec::new(),
+            allow_privileged_ports: false,
+            public_url_template: "http://{host}:{port}".into(),
+            limits: Limits::default(),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The first frame of every new carrier: HELLO opens (or refuses) a session, JOIN attaches an
+//! extra v2 carrier with a ticket.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rand::distr::{Alphanumeric, SampleString};
+use underpass_transports::Carrier;
+
+use super::session_task;
+use super::sessions::{SessionEntry, Ticket};
+use super::state::ServerState;
+use crate::http::edge::token::tokens_equal;
+use crate::mux::{MuxConfig, Role, Session};
+use crate::proto::{
+    decode_message, encode_frame, negotiate_connections, ErrorCode, Frame, GoAway, Hello, HelloOk,
+    Join, JoinErr, JoinOk, JoinTicket, ProtocolVersion,
+};
+
+/// Takes a freshly accepted carrier through HELLO or JOIN. Errors are answered on the carrier
+/// and logged; nothing is returned because the carrier either joins a session or is closed.
+pub async fn accept_carrier(state: Arc<ServerState>, mut carrier: Carrier) {
+    let peer = carrier.info.peer;
+    let first = tokio::time::timeout(state.config.limits.hello_timeout, carrier.rx.recv()).await;
+    let message = match first {
+        Ok(Ok(Some(m))) => m,
+        Ok(Ok(None)) | Ok(Err(_)) => return,
+        Err(_) => {
+            tracing::info!(?peer, "no HELLO within the hello timeout; closing");
+            let _ = carrier.tx.close().await;
+            return;
+        }
+    };
+    let frame = match decode_message(&message) {
+        Ok(mut frames) if frames.len() == 1 => frames.pop(),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::info!(?peer, error = %e, "malformed first frame");
+            None
+        }
+    };
+    match frame {
+        Some(Frame::Hello(hello)) => accept_hello(state, carrier, hello).await,
+        Some(Frame::Join(join)) => accept_join(state, carrier, join).await,
+        _ => {
+            refuse(
+                &mut carrier,
+                ErrorCode::PROTOCOL,
+                "first frame must be HELLO or JOIN",
+            )
+            .await;
+        }
+    }
+}
+
+async fn send_frame(carrier: &mut Carrier, frame: &Frame) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    encode_frame(frame, &mut out)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    carrier.tx.send(out.freeze()).await
+}
+
+async fn refuse(carrier: &mut Carrier, code: ErrorCode, message: &str) {
+    tracing::info!(peer = ?carrier.info.peer, %code, message, "carrier refused");
+    let goaway = Frame::GoAway(GoAway {
+        code,
+        message: message.to_string(),
+    });
+    let _ = send_frame(carrier, &goaway).await;
+    let _ = carrier.tx.close().await;
+}
+
+fn session_id() -> String {
+    format!("s_{}", Alphanumeric.sample_string(&mut rand::rng(), 20))
+}
+
+async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hello) {
+    let token = hello
+        .auth
+        .as_ref()
+        .map(|a| a.token.clone())
+        .or_else(|| carrier.info.bearer.clone());
+    let Some(token) = token else {
+        return refuse(
+            &mut carrier,
+            ErrorCode::AUTH,
+            "a token is required (HELLO auth or Authorization: Bearer)",
+        )
+        .await;
+    };
+    if !tokens_equal(&token, &state.config.token) {
+        return refuse(&mut carrier, ErrorCode::AUTH, "invalid token").await;
+    }
+    let Some(version) = ProtocolVersion::parse(&hello.version) else {
+        return refuse(
+            &mut carrier,
+            ErrorCode::VERSION_MISMATCH,
+            &format!("unsupported protocol version '{}'", hello.version),
+        )
+        .await;
+    };
+    if hello.resume.is_some() {
+        // Resume is not implemented yet: say so instead of pretending the bindings survived.
+        return refuse(&mut carrier, ErrorCode::PROTOCOL, "resume grace expired").await;
+    }
+    let limits = &state.config.limits;
+    let striping = version == ProtocolVersion::V2;
+    let granted = negotiate_connections(
+        version,
+        if striping {
+            hello.max_connections
+        } else {
+            None
+        },
+        limits.max_connections_per_session,
+    );
+    let ttl = limits.join_ticket_ttl;
+    let tickets: Vec<Ticket> = (1..granted)
+        .map(|index| Ticket {
+            index,
+            nonce: Alphanumeric.sample_string(&mut rand::rng(), 32),
+            expires: Instant::now() + ttl,
+            used: false,
+        })
+        .collect();
+    let id = session_id();
+    let ok = HelloOk {
+        session_id: id.clone(),
+        resumed: false,
+        resumed_binds: Vec::new(),
+        connections_granted: striping.then_some(granted),
+        join_tickets: striping.then(|| {
+            tickets
+                .iter()
+                .map(|t| JoinTicket {
+                    index: t.index,
+                    nonce: t.nonce.clone(),
+                    expires_ms: ttl.as_millis() as u64,
+                })
+                .collect()
+        }),
+        stream_window: limits.stream_window,
+        session_window: limits.session_window,
+        server_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        domain: state.config.domain.clone(),
+    };
+    if state.sessions.len() >= limits.max_sessions {
+        return refuse(
+            &mut carrier,
+            ErrorCode::RESOURCE_EXHAUSTED,
+            &format!("session limit ({}) reached", limits.max_sessions),
+        )
+        .await;
+    }
+    if send_frame(&mut carrier, &Frame::HelloOk(ok)).await.is_err() {
+        return;
+    }
+    let peer = carrier.info.peer;
+    let session = Session::start(mux_config(&state), carrier);
+    let entry = Arc::new(SessionEntry {
+        id: id.clone(),
+        session: session.clone(),
+        peer,
+        version,
+        connections_granted: granted,
+        tickets: Mutex::new(tickets),
+        bindings: Mutex::new(Default::default()),
+    });
+    if !state.sessions.insert(entry.clone(), limits.max_sessions) {
+        session.close(ErrorCode::RESOURCE_EXHAUSTED, "session limit reached");
+        return;
+    }
+    tracing::info!(session = %id, ?peer, version = version.as_str(), carriers = granted, "session opened");
+    session_task::run(state, entry).await;
+}
+
+fn mux_config(state: &ServerState) -> MuxConfig {
+    let l = &state.config.limits;
+    MuxConfig {
+        stream_window: l.stream_window,
+        session_window: l.session_window,
+        max_streams: l.max_streams_per_session,
+        ping_after: l.ping_after,
+        pong_timeout: l.pong_timeout,
+        ..MuxConfig::new(Role::Server)
+    }
+}
+
+async fn accept_join(state: Arc<ServerState>, mut carrier: Carrier, join: Join) {
+    let entry = state.sessions.get(&join.session_id);
+    let admitted = entry
+        .as_ref()
+        .is_some_and(|e| e.redeem_ticket(join.index, &join.nonce, Instant::now()));
+    let (Some(entry), true) = (entry, admitted) else {
+        let err = Frame::JoinErr(JoinErr {
+            code: "INVALID_TICKET".into(),
+            message: "unknown session, or the join ticket is invalid, used or expired".into(),
+        });
+        let _ = send_frame(&mut carrier, &err).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), carrier.tx.close()).await;
+        return;
+    };
+    let ok = Frame::JoinOk(JoinOk {
+        session_id: entry.id.clone(),
+        index: join.index,
+    });
+    if send_frame(&mut carrier, &ok).await.is_ok() {
+        tracing::debug!(session = %entry.id, index = join.index, "carrier joined");
+        entry.session.attach_carrier(join.index as usize, carrier);
+    }
+}

@@ -1,0 +1,185 @@
+//! HTTP listeners: the main one (control endpoint, health, host-routed public traffic) and the
+//! dedicated per-binding HTTP ports. One hyper HTTP/1.1 connection per TCP connection, upgrades on.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use super::handshake;
+use super::health;
+use super::routes::RoutePick;
+use super::state::ServerState;
+use crate::http::body::{full, ProxyBody};
+use crate::http::edge::forwarded::{effective_host, request_host};
+use crate::http::edge::routing::route_for_host;
+use crate::http::edge::visitor_error;
+use crate::http::visitor::{proxy, Target, Visitor};
+use crate::proto::SUBPROTOCOLS;
+
+/// Prefix of every path the server keeps for itself; never proxied.
+pub const RESERVED_PREFIX: &str = "/__underpass__/";
+/// WebSocket control endpoint.
+pub const CONTROL_PATH: &str = "/__underpass__/control";
+
+/// What a listener serves.
+#[derive(Debug, Clone)]
+pub enum ListenerKind {
+    /// The main listener: reserved paths, then host routing.
+    Main,
+    /// A dedicated HTTP port of one binding.
+    Dedicated(RoutePick),
+}
+
+/// Accepts connections until the task is aborted. Accept errors (EMFILE, ...) are logged and
+/// retried after a pause instead of ending the listener. Boxed because a binding made over a
+/// connection of this listener can start another listener (the future type would be recursive).
+pub fn accept_loop(
+    state: Arc<ServerState>,
+    listener: TcpListener,
+    kind: ListenerKind,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(accept_connections(state, listener, kind))
+}
+
+async fn accept_connections(state: Arc<ServerState>, listener: TcpListener, kind: ListenerKind) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(serve_connection(state.clone(), tcp, peer, kind.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    state: Arc<ServerState>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+) {
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        let kind = kind.clone();
+        async move { Ok::<_, Infallible>(handle(state, peer, kind, req).await) }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(tcp), svc)
+        .with_upgrades()
+        .await;
+}
+
+async fn handle(
+    state: Arc<ServerState>,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let host = request_host(req.uri(), req.headers()).map(str::to_string);
+    let resp = match &kind {
+        ListenerKind::Main if path.starts_with(RESERVED_PREFIX) => {
+            reserved(&state, peer, req).await
+        }
+        ListenerKind::Main => routed(&state, peer, host.as_deref(), req).await,
+        ListenerKind::Dedicated(pick) => forward(&state, peer, host.as_deref(), pick, req).await,
+    };
+    if !path.starts_with(RESERVED_PREFIX) {
+        tracing::info!(
+            %method,
+            host = host.as_deref().unwrap_or("-"),
+            path = %path,
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+    }
+    resp
+}
+
+async fn routed(
+    state: &Arc<ServerState>,
+    peer: SocketAddr,
+    host: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let trusted = &state.config.trusted_proxies;
+    let Some(route_host) = effective_host(peer, req.headers(), host, trusted).map(str::to_string)
+    else {
+        return visitor_error::missing_host().map(full);
+    };
+    let Some(route) = route_for_host(&route_host, state.config.domain.as_deref()) else {
+        return visitor_error::no_route(&route_host).map(full);
+    };
+    let Some(pick) = state.routes.pick(&route) else {
+        return visitor_error::no_route(&route_host).map(full);
+    };
+    forward(state, peer, host, &pick, req).await
+}
+
+async fn forward(
+    state: &Arc<ServerState>,
+    peer: SocketAddr,
+    host: Option<&str>,
+    pick: &RoutePick,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let target = Target {
+        session: &pick.holder.session,
+        bind_id: pick.holder.bind_id,
+        auth: pick.auth.as_ref(),
+    };
+    let visitor = Visitor {
+        peer,
+        host,
+        trusted: &state.config.trusted_proxies,
+        response_timeout: state.config.limits.response_timeout,
+    };
+    proxy(req, target, visitor).await
+}
+
+async fn reserved(
+    state: &Arc<ServerState>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let path = req.uri().path().to_string();
+    if path == CONTROL_PATH {
+        return match underpass_transports::ws::accept_upgrade(&mut req, &SUBPROTOCOLS, Some(peer)) {
+            Ok((resp, pending)) => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    match pending.upgrade().await {
+                        Ok(carrier) => handshake::accept_carrier(state, carrier).await,
+                        Err(e) => tracing::debug!(error = %e, "control upgrade failed"),
+                    }
+                });
+                resp.map(|b| b.map_err(|never| match never {}).boxed())
+            }
+            Err(rejection) => rejection
+                .into_response()
+                .map(|b| b.map_err(|never| match never {}).boxed()),
+        };
+    }
+    if let Some(resp) = health::answer(state, &req) {
+        return resp;
+    }
+    let mut resp = Response::new(full("underpass: no such endpoint\n"));
+    *resp.status_mut() = StatusCode::NOT_FOUND;
+    resp
+}

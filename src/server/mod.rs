@@ -1,0 +1,88 @@
+//! The public server: one HTTP listener for public traffic, the WebSocket control endpoint and
+//! health probes; a session table; host routes; port bindings.
+
+mod bindings;
+pub mod config;
+mod handshake;
+mod health;
+mod listener;
+mod ports;
+mod routes;
+mod session_task;
+mod sessions;
+mod state;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use config::{Limits, ServerConfig};
+pub use listener::{CONTROL_PATH, RESERVED_PREFIX};
+pub use state::ServerState;
+
+use crate::mux::Session;
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+#[derive(Debug)]
+pub struct Server {
+    state: Arc<ServerState>,
+    accept: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds the main listener and starts serving.
+    pub async fn start(config: ServerConfig) -> io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+        })?;
+        let local_addr = listener.local_addr()?;
+        let state = Arc::new(ServerState::new(config, local_addr));
+        let accept = tokio::spawn(listener::accept_loop(
+            state.clone(),
+            listener,
+            listener::ListenerKind::Main,
+        ));
+        Ok(Self { state, accept })
+    }
+
+    /// Address of the main listener.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.state.local_addr
+    }
+
+    /// Base URL clients dial (`ws://ADDR`).
+    pub fn control_url(&self) -> String {
+        format!("ws://{}", self.state.local_addr)
+    }
+
+    /// Shared state (sessions, routes), for embedders and tests.
+    pub fn state(&self) -> &Arc<ServerState> {
+        &self.state
+    }
+
+    /// The mux of every live session, by session id.
+    pub fn sessions(&self) -> Vec<(String, Session)> {
+        self.state
+            .sessions
+            .all()
+            .into_iter()
+            .map(|e| (e.id.clone(), e.session.clone()))
+            .collect()
+    }
+
+    /// Stops accepting, ends every session with GOAWAY and waits briefly for them to flush.
+    pub async fn shutdown(self) {
+        self.state.set_draining();
+        self.accept.abort();
+        for (_, session) in self.sessions() {
+            session.close(crate::proto::ErrorCode::NO_ERROR, "server shutting down");
+        }
+        for entry in self.state.sessions.all() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), entry.session.closed())
+                .await;
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Port bindings: dedicated public ports (http and tcp expose), loopback pull listeners, and
+//! forward permissions. Port rules and BIND_ERR codes follow PROTOCOL.md.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::net::TcpListener;
+
+use super::bindings::{revoke, PortGrant, Refusal};
+use super::listener::{accept_loop, ListenerKind};
+use super::routes::{Holder, RoutePick};
+use super::sessions::{BindingRecord, SessionEntry};
+use super::state::ServerState;
+use crate::http::edge::basic_auth::BasicAuthPolicy;
+use crate::mux::Session;
+use crate::proto::{Bind, BindErrorCode, BindId, BindKind, BindMode, StreamOpen};
+
+/// Opens the port side of a binding.
+pub async fn bind_port(
+    state: &Arc<ServerState>,
+    entry: &Arc<SessionEntry>,
+    bind_id: BindId,
+    kind: BindKind,
+    mode: BindMode,
+    bind: &Bind,
+) -> Result<PortGrant, Refusal> {
+    match (kind, mode) {
+        (BindKind::Http | BindKind::Tcp, BindMode::Expose) => {
+            expose(state, entry, bind_id, kind, bind).await
+        }
+        (BindKind::Tcp, BindMode::Pull) => pull(state, entry, bind_id, bind).await,
+        (BindKind::Tcp, BindMode::Forward) => forward(state, entry, bind_id, bind),
+        _ => Err(Refusal::new(
+            BindErrorCode::InvalidKind,
+            "unsupported kind/mode; supported: http+expose, tcp+expose, tcp+pull, tcp+forward",
+        )),
+    }
+}
+
+/// Port rules every requested (non-zero) port follows.
+fn check_port(state: &ServerState, port: u16) -> Result<(), Refusal> {
+    if port < 80 {
+        return Err(Refusal::new(
+            BindErrorCode::PrivilegedPort,
+            format!("port {port} is refused: ports below 80 are never bound"),
+        ));
+    }
+    if port < 1024 && !state.config.allow_privileged_ports {
+        return Err(Refusal::new(
+            BindErrorCode::PrivilegedPort,
+            format!("port {port} is privileged; the server needs --allow-privileged-ports"),
+        ));
+    }
+    if port == state.local_addr.port() {
+        return Err(Refusal::new(
+            BindErrorCode::ReservedPort,
+            format!("port {port} is the server's own listener"),
+        ));
+    }
+    Ok(())
+}
+
+/// The session and binding holding an expose on `port`, if any.
+fn port_holder(state: &ServerState, port: u16) -> Option<(String, BindId)> {
+    state.sessions.all().into_iter().find_map(|s| {
+        s.bindings()
+            .values()
+            .find(|b| b.container_port == port && b.mode == BindMode::Expose)
+            .map(|b| (s.id.clone(), b.bind_id))
+    })
+}
+
+fn in_use(port: u16) -> Refusal {
+    Refusal::new(
+        BindErrorCode::PortInUse,
+        format!("port {port} is already in use on the server"),
+    )
+}
+
+async fn listen_exact(ip: IpAddr, port: u16) -> Result<TcpListener, Refusal> {
+    // A listener just revoked by a takeover is released when its task is next polled, so a
+    // few short retries cover that gap.
+    for attempt in 0..20 {
+        match TcpListener::bind(SocketAddr::new(ip, port)).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < 19 => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(in_use(port)),
+            Err(e) => {
+                return Err(Refusal::new(
+                    BindErrorCode::Internal,
+                    format!("cannot listen on {ip}:{port}: {e}"),
+                ))
+            }
+        }
+    }
+    Err(in_use(port))
+}
+
+async fn listen_in_range(state: &ServerState, ip: IpAddr) -> Result<TcpListener, Refusal> {
+    let range = state.config.expose_ports.clone();
+    for _ in 0..64 {
+        let port = rand::rng().random_range(range.clone());
+        if port == state.local_addr.port() || port_holder(state, port).is_some() {
+            continue;
+        }
+        if let Ok(l) = TcpListener::bind(SocketAddr::new(ip, port)).await {
+            return Ok(l);
+        }
+    }
+    Err(Refusal::new(
+        BindErrorCode::PortInUse,
+        format!(
+            "no free port found in the expose range {}-{}",
+            range.start(),
+            range.end()
+        ),
+    ))
+}
+
+fn public_host(state: &ServerState) -> String {
+    if let Some(d) = &state.config.domain {
+        return d.clone();
+    }
+    match state.local_addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    }
+}
+
+async fn expose(
+    state: &Arc<ServerState>,
+    entry: &Arc<SessionEntry>,
+    bind_id: BindId,
+    kind: BindKind,
+    bind: &Bind,
+) -> Result<PortGrant, Refusal> {
+    let ip = state.local_addr.ip();
+    let requested = bind.container_port.unwrap_or(0);
+    let listener = if requested == 0 {
+        listen_in_range(state, ip).await?
+    } else {
+        check_port(state, requested)?;
+        if let Some((session_id, old)) = port_holder(state, requested) {
+            if !bind.takeover.unwrap_or(false) {
+                return Err(Refusal::new(
+                    BindErrorCode::PortInUse,
+                    format!(
+                        "port {requested} is held by another session (takeover: true claims it)"
+                    ),
+                ));
+            }
+            revoke(state, &session_id, old, "port taken over");
+        }
+        listen_exact(ip, requested).await?
+    };
+    let port = listener
+        .local_addr()
+        .map_err(|e| Refusal::new(BindErrorCode::Internal, e.to_string()))?
+        .port();
+    let host = public_host(state);
+    let (task, public_url) = match kind {
+        BindKind::Http => {
+            let pick = RoutePick {
+                holder: Holder {
+                    session_id: entry.id.clone(),
+                    bind_id,
+                    session: entry.session.clone(),
+                },
+                auth: bind
+                    .basic_auth
+                    .as_ref()
+                    .map(|a| BasicAuthPolicy::new(a.username.clone(), a.password.clone())),
+            };
+            let task = tokio::spawn(accept_loop(
+                state.clone(),
+                listener,
+                ListenerKind::Dedicated(pick),
+            ));
+            let url = state
+                .config
+                .public_url_template
+                .replace("{host}", &host)
+                .replace("{port}", &port.to_string());
+            (task, url)
+        }
+        _ => {
+            let task = tokio::spawn(tcp_accept_loop(listener, entry.session.clone(), bind_id));
+            (task, format!("tcp://{host}:{port}"))
+        }
+    };
+    record(
+        entry,
+        bind_id,
+        kind,
+        BindMode::Expose,
+        port,
+        task.abort_handle(),
+    );
+    Ok(PortGrant {
+        container_port: port,
+        public_url: Some(public_url),
+        subdomain: None,
+    })
+}
+
+fn record(
+    entry: &SessionEntry,
+    bind_id: BindId,
+    kind: BindKind,
+    mode: BindMode,
+    port: u16,
+    listener: tokio::task::AbortHandle,
+) {
+    entry.bindings().insert(
+        bind_id,
+        BindingRecord {
+            bind_id,
+            kind,
+            mode,
+            container_port: port,
+            route: None,
+            listener: Some(listener),
+        },
+    );
+}
+
+async fn pull(
+    _state: &Arc<ServerState>,
+    entry: &Arc<SessionEntry>,
+    bind_id: BindId,
+    bind: &Bind,
+) -> Result<PortGrant, Refusal> {
+    if bind.takeover.unwrap_or(false) {
+        return Err(Refusal::new(
+            BindErrorCode::InvalidKind,
+            "takeover applies to expose bindings only",
+        ));
+    }
+    let host = bind.host.as_deref().unwrap_or("127.0.0.1");
+    let ip: IpAddr = match host {
+        "127.0.0.1" | "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "::1" | "[::1]" => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        other => {
+            return Err(Refusal::new(
+                BindErrorCode::InvalidHost,
+                format!("pull host {other:?} is not allowed; use 127.0.0.1 or ::1"),
+            ))
+        }
+    };
+    let requested = bind.container_port.unwrap_or(0);
+    let listener = if requested == 0 {
+        listen_exact(ip, 0).await?
+    } else {
+        if requested < 80 || (requested < 1024 && !_state.config.allow_privileged_ports) {
+            check_port(_state, requested)?;
+        }
+        listen_exact(ip, requested).await?
+    };
+    let port = listener
+        .local_addr()
+        .map_err(|e| Refusal::new(BindErrorCode::Internal, e.to_string()))?
+        .port();
+    let task = tokio::spawn(tcp_accept_loop(listener, entry.session.clone(), bind_id));
+    record(
+        entry,
+        bind_id,
+        BindKind::Tcp,
+        BindMode::Pull,
+        port,
+        task.abort_handle(),
+    );
+    Ok(PortGrant {
+        container_port: port,
+        public_url: None,
+        subdomain: None,
+    })
+}
+
+fn forward(
+    state: &Arc<ServerState>,
+    entry: &Arc<SessionEntry>,
+    bind_id: BindId,
+    bind: &Bind,
+) -> Result<PortGrant, Refusal> {
+    let port = bind.container_port.unwrap_or(0);
+    let allowed = port != 0 && state.config.allow_forward.iter().any(|r| r.contains(&port));
+    if !allowed {
+        return Err(Refusal::new(
+            BindErrorCode::ForbiddenPort,
+            format!("the server does not allow forwarding to port {port} (see --allow-forward)"),
+        ));
+    }
+    entry.bindings().insert(
+        bind_id,
+        BindingRecord {
+            bind_id,
+            kind: BindKind::Tcp,
+            mode: BindMode::Forward,
+            container_port: port,
+            route: None,
+            listener: None,
+        },
+    );
+    Ok(PortGrant {
+        container_port: port,
+        public_url: None,
+        subdomain: None,
+    })
+}
+
+/// Each accepted connection becomes a stream to the client; a full session drops it.
+async fn tcp_accept_loop(listener: TcpListener, session: Session, bind_id: BindId) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if session.is_closed() {
+            return;
+        }
+        let _ = tcp.set_nodelay(true);
+        match session.open(&StreamOpen::tcp(bind_id)) {
+            Ok(stream) => {
+                tokio::spawn(async move {
+                    match crate::tcp::splice(tcp, stream).await {
+                        Ok((up, down)) => tracing::debug!(%peer, up, down, "tcp connection done"),
+                        Err(e) => tracing::debug!(%peer, error = %e, "tcp connection ended"),
+                    }
+                });
+            }
+            Err(e) => tracing::info!(%peer, error = %e, "tcp connection dropped"),
+        }
+    }
+}

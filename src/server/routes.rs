@@ -1,0 +1,164 @@
+//! Host routes: route name -> the http bindings that serve it, with single/cluster semantics.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::http::edge::basic_auth::{same_policy, BasicAuthPolicy};
+use crate::mux::Session;
+use crate::proto::{BindErrorCode, BindId, RouteMode};
+
+/// One binding serving a route (or a dedicated port).
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// Session holding it.
+    pub session_id: String,
+    /// Its binding id.
+    pub bind_id: BindId,
+    /// The session's mux, to open streams on.
+    pub session: Session,
+}
+
+/// A route and its holders.
+#[derive(Debug)]
+struct RouteEntry {
+    mode: RouteMode,
+    auth: Option<BasicAuthPolicy>,
+    holders: Vec<Holder>,
+    next: usize,
+}
+
+/// What a request for a route gets: the holder to use and the route's Basic Auth.
+#[derive(Debug, Clone)]
+pub struct RoutePick {
+    /// Binding that serves this request.
+    pub holder: Holder,
+    /// Basic Auth to check first.
+    pub auth: Option<BasicAuthPolicy>,
+}
+
+/// Why a route claim failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimError {
+    /// BIND_ERR code.
+    pub code: BindErrorCode,
+    /// Message for the client.
+    pub message: String,
+}
+
+/// Every host route of the server.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    inner: Mutex<HashMap<String, RouteEntry>>,
+}
+
+impl RouteTable {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, RouteEntry>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True if the route has at least one holder.
+    pub fn is_taken(&self, name: &str) -> bool {
+        self.lock().get(name).is_some_and(|r| !r.holders.is_empty())
+    }
+
+    /// Claims `name` for `holder`. Single mode refuses a second holder unless `takeover`, in
+    /// which case the previous holders are returned so the caller can revoke them; cluster
+    /// holders must agree on mode and Basic Auth.
+    pub fn claim(
+        &self,
+        name: &str,
+        mode: RouteMode,
+        auth: Option<BasicAuthPolicy>,
+        takeover: bool,
+        holder: Holder,
+    ) -> Result<Vec<Holder>, ClaimError> {
+        let mut map = self.lock();
+        let entry = map.entry(name.to_string()).or_insert_with(|| RouteEntry {
+            mode,
+            auth: auth.clone(),
+            holders: Vec::new(),
+            next: 0,
+        });
+        if entry.holders.is_empty() || takeover {
+            let previous = std::mem::take(&mut entry.holders);
+            entry.mode = mode;
+            entry.auth = auth;
+            entry.holders.push(holder);
+            return Ok(previous);
+        }
+        if entry.mode != mode {
+            return Err(ClaimError {
+                code: BindErrorCode::ModeMismatch,
+                message: format!(
+                    "route '{name}' is held in {} mode; all clients of a route must use the same mode",
+                    mode_name(entry.mode)
+                ),
+            });
+        }
+        if mode == RouteMode::Single {
+            return Err(ClaimError {
+                code: BindErrorCode::RouteTaken,
+                message: format!(
+                    "route '{name}' is already held by another client (use --mode cluster to share it or --takeover to claim it)"
+                ),
+            });
+        }
+        if !same_policy(entry.auth.as_ref(), auth.as_ref()) {
+            return Err(ClaimError {
+                code: BindErrorCode::ModeMismatch,
+                message: format!(
+                    "route '{name}' is held with different Basic Auth settings; cluster clients must agree"
+                ),
+            });
+        }
+        entry.holders.push(holder);
+        Ok(Vec::new())
+    }
+
+    /// Removes one holder; the route disappears with its last holder.
+    pub fn release(&self, name: &str, session_id: &str, bind_id: BindId) {
+        let mut map = self.lock();
+        if let Some(entry) = map.get_mut(name) {
+            entry
+                .holders
+                .retain(|h| !(h.session_id == session_id && h.bind_id == bind_id));
+            if entry.holders.is_empty() {
+                map.remove(name);
+            }
+        }
+    }
+
+    /// The holder for the next request on `name` (round robin over live sessions).
+    pub fn pick(&self, name: &str) -> Option<RoutePick> {
+        let mut map = self.lock();
+        let entry = map.get_mut(name)?;
+        let n = entry.holders.len();
+        for _ in 0..n {
+            let i = entry.next % n;
+            entry.next = entry.next.wrapping_add(1);
+            let h = &entry.holders[i];
+            if !h.session.is_closed() {
+                return Some(RoutePick {
+                    holder: h.clone(),
+                    auth: entry.auth.clone(),
+                });
+            }
+        }
+        None
+    }
+
+    /// Route names and their holder counts (admin API, tests).
+    pub fn snapshot(&self) -> Vec<(String, usize)> {
+        self.lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.holders.len()))
+            .collect()
+    }
+}
+
+fn mode_name(mode: RouteMode) -> &'static str {
+    match mode {
+        RouteMode::Single => "single",
+        RouteMode::Cluster => "cluster",
+    }
+}

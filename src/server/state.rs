@@ -1,0 +1,66 @@
+//! Shared state of a running server.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use super::config::ServerConfig;
+use super::routes::RouteTable;
+use super::sessions::SessionTable;
+
+/// Everything the server's tasks share.
+#[derive(Debug)]
+pub struct ServerState {
+    /// Settings.
+    pub config: ServerConfig,
+    /// Address the main listener is bound to.
+    pub local_addr: SocketAddr,
+    /// Live sessions.
+    pub sessions: SessionTable,
+    /// Host routes.
+    pub routes: RouteTable,
+    next_bind_id: AtomicU32,
+    draining: AtomicBool,
+}
+
+impl ServerState {
+    /// Fresh state for a server bound at `local_addr`.
+    pub fn new(config: ServerConfig, local_addr: SocketAddr) -> Self {
+        Self {
+            config,
+            local_addr,
+            sessions: SessionTable::default(),
+            routes: RouteTable::default(),
+            next_bind_id: AtomicU32::new(1),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// A server-wide unique binding id.
+    pub fn next_bind_id(&self) -> u32 {
+        self.next_bind_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// True while shutting down (readiness answers 503).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Starts draining.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Public URL of a route, as clients should print it.
+    pub fn route_url(&self, route: &str, scheme: &str, port: Option<u16>) -> Option<String> {
+        let domain = self.config.domain.as_deref()?;
+        let host = if route == crate::http::edge::routing::ROOT_ROUTE {
+            domain.to_string()
+        } else {
+            format!("{route}.{domain}")
+        };
+        Some(match port {
+            Some(p) => format!("{scheme}://{host}:{p}"),
+            None => format!("{scheme}://{host}"),
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! Helpers shared by the integration tests: a server on 127.0.0.1:0, local echo and HTTP apps.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use underpass::server::{Server, ServerConfig};
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// Fails the test instead of hanging it.
+pub async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("test step timed out")
+}
+
+pub async fn server() -> Server {
+    server_with(|_| {}).await
+}
+
+pub async fn server_with(f: impl FnOnce(&mut ServerConfig)) -> Server {
+    let mut cfg = ServerConfig::local(TOKEN);
+    f(&mut cfg);
+    Server::start(cfg).await.expect("server starts")
+}
+
+/// A TCP echo server on loopback; returns its address.
+pub async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Writes `data` to a TCP connection, half-closes, reads everything back.
+pub async fn tcp_roundtrip(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut r, mut w) = tcp.into_split();
+    let payload = data.to_vec();
+    let writer = tokio::spawn(async move {
+        w.write_all(&payload).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut out = Vec::with_capacity(data.len());
+    r.read_to_end(&mut out).await.unwrap();
+    writer.await.unwrap();
+    out
+}
