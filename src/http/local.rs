@@ -133,10 +133,16 @@ fn build_request(
     let uri: Uri = format!("http://{authority}{target}")
         .parse()
         .map_err(|_| "invalid request target".to_string())?;
+    let mut headers = from_pairs(&open.headers)?;
+    // HTTP/1.1: a request has a body only with Content-Length or Transfer-Encoding. Without
+    // either the body is empty, so the local server never sees a chunked GET.
+    let has_body = headers.contains_key(http::header::CONTENT_LENGTH)
+        || headers.remove(http::header::TRANSFER_ENCODING).is_some();
+    let body = if has_body { body } else { super::body::empty() };
     let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
-    *req.headers_mut() = from_pairs(&open.headers)?;
+    *req.headers_mut() = headers;
     Ok(req)
 }
 

@@ -68,6 +68,8 @@ pub async fn proxy(
         visitor.host,
         visitor.trusted,
     );
+    let chunked = req.headers().contains_key(http::header::TRANSFER_ENCODING)
+        && !req.headers().contains_key(http::header::CONTENT_LENGTH);
     let mut headers = req.headers().clone();
     if is_upgrade {
         strip_hop_by_hop_keep_upgrade(&mut headers);
@@ -75,6 +77,14 @@ pub async fn proxy(
         strip_hop_by_hop(&mut headers);
     }
     write_forwarded_headers(&mut headers, &info);
+    if chunked {
+        // Transfer-Encoding is hop-by-hop, but the client must know a body of unknown length
+        // follows: this marker says so (the client's HTTP stack re-frames it).
+        headers.insert(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     if !headers.contains_key(http::header::HOST) {
         if let Some(host) = visitor.host.and_then(|h| HeaderValue::from_str(h).ok()) {
             headers.insert(http::header::HOST, host);

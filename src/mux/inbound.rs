@@ -82,7 +82,13 @@ impl MuxState {
                 code,
                 reason,
             } => {
-                self.abort_stream(stream_id, code, &reason);
+                if self.streams.get(&stream_id).is_some_and(|s| s.remote_eof) {
+                    // The peer finished sending before it reset: what it sent is complete and
+                    // stays readable; only our direction is cut.
+                    self.cut_send_side(stream_id, code, &reason);
+                } else {
+                    self.abort_stream(stream_id, code, &reason);
+                }
                 self.maybe_remove(stream_id);
                 Ok(())
             }

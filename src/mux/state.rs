@@ -382,6 +382,19 @@ impl MuxState {
         self.consume_session(unread);
     }
 
+    /// The peer reset a stream after its EOF: drop our unsent output, keep its data readable.
+    pub(super) fn cut_send_side(&mut self, id: u32, code: ErrorCode, reason: &str) {
+        let Some(slot) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let unsent: usize = slot.outbox.iter().map(OutFrame::data_len).sum();
+        slot.outbox.clear();
+        slot.write_closed = true;
+        slot.reset = Some((code, reason.to_string()));
+        slot.wake_all();
+        self.refund_send(unsent);
+    }
+
     /// A handle was dropped. When the last one goes, a stream that has not finished both ways is
     /// cancelled: RESET follows whatever is still queued, so the peer stops producing (an endless
     /// SSE response, say) instead of sending into the void.
@@ -514,10 +527,10 @@ impl MuxState {
                 _ => Poll::Pending,
             },
             None => {
-                if let Some((code, reason)) = &slot.reset {
-                    Poll::Ready(RecvItem::Reset(*code, reason.clone()))
-                } else if slot.remote_eof {
+                if slot.remote_eof {
                     Poll::Ready(RecvItem::Eof)
+                } else if let Some((code, reason)) = &slot.reset {
+                    Poll::Ready(RecvItem::Reset(*code, reason.clone()))
                 } else {
                     slot.read_waker = Some(cx.waker().clone());
                     Poll::Pending

@@ -622,3 +622,28 @@ fn control_flood_is_refused() {
         ErrorCode::ENHANCE_YOUR_CALM
     );
 }
+
+#[test]
+fn reset_after_eof_keeps_the_finished_data_readable() {
+    let mut p = Pair::new();
+    let id = open_tcp(&mut p);
+    // The client answers completely, then cancels (it does not want the rest of the request).
+    p.client
+        .push_data(id, Bytes::from_static(b"response"))
+        .unwrap();
+    p.client.close_write(id).unwrap();
+    p.client.drop_handle(id);
+    p.pump().unwrap();
+    assert!(
+        matches!(p.server.poll_recv(id, 100, &mut cx()), Poll::Ready(RecvItem::Data(b)) if &b[..] == b"response")
+    );
+    assert!(matches!(
+        p.server.poll_recv(id, 100, &mut cx()),
+        Poll::Ready(RecvItem::Eof)
+    ));
+    // Our direction is cut: writing fails.
+    assert!(matches!(
+        p.server.poll_send_capacity(id, &mut cx()),
+        Poll::Ready(Err(MuxError::Reset(ErrorCode::CANCEL, _)))
+    ));
+}

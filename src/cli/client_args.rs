@@ -1,0 +1,149 @@
+//! Flags every client command shares: which server, which token, how many carriers.
+
+use clap::{Args, ValueEnum};
+
+use crate::client::ClientOptions;
+
+/// Carrier transport of a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum TransportChoice {
+    /// WebSocket (default; passes through HTTP reverse proxies).
+    #[default]
+    Ws,
+    /// QUIC (UDP), between trusted hosts.
+    Quic,
+}
+
+/// Connection flags of `http`, `tcp`, `pull`, `forward` and `start`.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server URL: ws://, wss://, http://, https:// (or quic://HOST:PORT).
+    #[arg(long, env = "UNDERPASS_SERVER", default_value = "ws://127.0.0.1:8080")]
+    pub server: String,
+    /// Shared token of the server (required).
+    #[arg(long, env = "UNDERPASS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Parallel carriers (1 = protocol v1, more = v2 striping).
+    #[arg(long, env = "UNDERPASS_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub connections: u32,
+    /// Carrier transport.
+    #[arg(long, value_enum, default_value_t = TransportChoice::Ws)]
+    pub transport: TransportChoice,
+}
+
+impl ClientArgs {
+    /// Checks the flags and builds connection options.
+    pub fn options(&self) -> Result<ClientOptions, String> {
+        let token = self
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or("a token is required: pass --token or set UNDERPASS_TOKEN (the server prints it as 'token: ...')")?;
+        let scheme = self.server.split("://").next().unwrap_or("");
+        let quic = self.transport == TransportChoice::Quic || scheme == "quic";
+        if quic {
+            return Err(
+                "the QUIC transport is not available in this build yet; use ws:// or wss://".into(),
+            );
+        }
+        if !matches!(scheme, "ws" | "wss" | "http" | "https") || !self.server.contains("://") {
+            return Err(format!(
+                "--server must be a ws://, wss://, http:// or https:// URL, got '{}'",
+                self.server
+            ));
+        }
+        Ok(ClientOptions::new(self.server.clone(), token).connections(self.connections))
+    }
+
+    /// Scheme, host and explicit port of the server URL, for printing public URLs.
+    pub fn public_base(&self) -> (String, String, Option<u16>) {
+        let (scheme, rest) = self
+            .server
+            .split_once("://")
+            .unwrap_or(("ws", &self.server));
+        let secure = matches!(scheme, "wss" | "https");
+        let authority = rest.split('/').next().unwrap_or("");
+        let (host, port) = split_host_port(authority);
+        let default = if secure { 443 } else { 80 };
+        let port = port.filter(|p| *p != default);
+        (
+            if secure { "https" } else { "http" }.to_string(),
+            host.to_string(),
+            port,
+        )
+    }
+
+    /// The public URL of host route `route` (`@` = root) on domain `domain`.
+    pub fn route_url(&self, route: &str, domain: Option<&str>) -> String {
+        let (scheme, host, port) = self.public_base();
+        let domain = domain.unwrap_or(&host);
+        let name = if route == "@" {
+            domain.to_string()
+        } else {
+            format!("{route}.{domain}")
+        };
+        match port {
+            Some(p) => format!("{scheme}://{name}:{p}"),
+            None => format!("{scheme}://{name}"),
+        }
+    }
+}
+
+fn split_host_port(authority: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        if let Some((host, tail)) = rest.split_once(']') {
+            let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (host, port);
+        }
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => match p.parse() {
+            Ok(port) => (h, Some(port)),
+            Err(_) => (authority, None),
+        },
+        None => (authority, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(server: &str) -> ClientArgs {
+        ClientArgs {
+            server: server.into(),
+            token: Some("t".into()),
+            connections: 4,
+            transport: TransportChoice::Ws,
+        }
+    }
+
+    #[test]
+    fn public_urls_follow_the_server_url() {
+        assert_eq!(
+            args("wss://proxy.example.com").route_url("demo", None),
+            "https://demo.proxy.example.com"
+        );
+        assert_eq!(
+            args("ws://127.0.0.1:8080").route_url("demo", Some("proxy.localhost")),
+            "http://demo.proxy.localhost:8080"
+        );
+        assert_eq!(
+            args("https://p.example.com:443/").route_url("@", Some("p.example.com")),
+            "https://p.example.com"
+        );
+        assert_eq!(
+            args("http://h:9000").route_url("@", Some("d.test")),
+            "http://d.test:9000"
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let mut a = args("ftp://x");
+        assert!(a.options().unwrap_err().contains("--server"));
+        a.server = "ws://x".into();
+        a.token = None;
+        assert!(a.options().unwrap_err().contains("token"));
+    }
+}

@@ -1,0 +1,123 @@
+//! `underpass http <port>`: publish a local HTTP service.
+
+use std::sync::{Arc, Mutex};
+
+use clap::{Args, ValueEnum};
+
+use super::client_args::ClientArgs;
+use super::supervise;
+use crate::client::{ClientError, HttpExpose};
+use crate::http::edge::routing::validate_route_name;
+use crate::proto::RouteMode;
+
+/// Route sharing mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ModeArg {
+    /// One client per route.
+    #[default]
+    Single,
+    /// Clients share the route, round robin.
+    Cluster,
+}
+
+/// Flags of `underpass http`.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Local port of the HTTP service (127.0.0.1).
+    #[arg(value_parser = super::parse::port)]
+    pub local_port: u16,
+    /// Route name (a DNS label), or @ for the root domain; default: a server-assigned up-xxxxxxxxxx.
+    #[arg(long, env = "UNDERPASS_SUBDOMAIN")]
+    pub subdomain: Option<String>,
+    /// single: refuse a second client; cluster: share the route round robin.
+    #[arg(long, env = "UNDERPASS_MODE", value_enum, default_value_t = ModeArg::Single)]
+    pub mode: ModeArg,
+    /// Claim the route from its current holder.
+    #[arg(long)]
+    pub takeover: bool,
+    /// Also serve on a dedicated server port (0 = any free port in the server's range).
+    #[arg(long, value_parser = super::parse::port_or_zero)]
+    pub port: Option<u16>,
+    /// Basic Auth username (any username when unset).
+    #[arg(long, env = "UNDERPASS_BASIC_AUTH_USERNAME")]
+    pub basic_auth_username: Option<String>,
+    /// Basic Auth password; enables Basic Auth.
+    #[arg(long, env = "UNDERPASS_BASIC_AUTH_PASSWORD", hide_env_values = true)]
+    pub basic_auth_password: Option<String>,
+    #[command(flatten)]
+    /// Connection flags.
+    pub client: ClientArgs,
+}
+
+impl HttpArgs {
+    /// The expose request these flags describe (validated before any connection).
+    pub fn expose(&self) -> Result<HttpExpose, String> {
+        let subdomain = match self.subdomain.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => Some(validate_route_name(s).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let password = self.basic_auth_password.clone().filter(|p| !p.is_empty());
+        if password.is_none()
+            && self
+                .basic_auth_username
+                .as_deref()
+                .is_some_and(|u| !u.is_empty())
+        {
+            return Err("--basic-auth-username needs --basic-auth-password".into());
+        }
+        Ok(HttpExpose {
+            subdomain,
+            route: true,
+            mode: match self.mode {
+                ModeArg::Single => RouteMode::Single,
+                ModeArg::Cluster => RouteMode::Cluster,
+            },
+            takeover: self.takeover,
+            port: self.port,
+            basic_auth_username: self.basic_auth_username.clone().filter(|u| !u.is_empty()),
+            basic_auth_password: password,
+        })
+    }
+}
+
+/// Runs until Ctrl-C; reconnects keep the route (an assigned name is reused).
+pub async fn run(args: HttpArgs) -> Result<(), String> {
+    let spec = args.expose()?;
+    let opts = args.client.options()?;
+    let spec = Arc::new(Mutex::new(spec));
+    let client = args.client.clone();
+    let local_port = args.local_port;
+    supervise::run(opts, move |session, first| {
+        let spec = spec.clone();
+        let client = client.clone();
+        async move {
+            let request = spec.lock().map(|s| s.clone()).unwrap_or_default();
+            let binding = session.expose_http(local_port, &request).await?;
+            let name = binding.subdomain().unwrap_or("@").to_string();
+            // Keep an assigned name for the life of the process.
+            if let Ok(mut s) = spec.lock() {
+                s.subdomain = Some(name.clone());
+            }
+            if first {
+                if name == "@" {
+                    println!("route: root domain");
+                } else {
+                    println!("subdomain: {name}");
+                }
+                println!(
+                    "public: {}",
+                    client.route_url(&name, session.hello().domain.as_deref())
+                );
+                if binding.container_port() != 0 {
+                    if let Some(url) = binding.public_url() {
+                        println!("port: {url}");
+                    }
+                }
+                tracing::info!(local = %format!("127.0.0.1:{local_port}"), "forwarding");
+            }
+            Ok::<_, ClientError>(vec![binding])
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())
+}

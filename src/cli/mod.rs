@@ -1,0 +1,77 @@
+//! The command line: one file per subcommand, flags > `UNDERPASS_*` env > config file > defaults.
+
+mod client_args;
+mod demo;
+mod demo_app;
+mod http_cmd;
+mod logging;
+mod parse;
+mod server_cmd;
+mod start_cmd;
+mod supervise;
+mod tcp_cmd;
+
+use clap::{Parser, Subcommand};
+
+pub use logging::LogFormat;
+
+/// underpass: a reverse tunnel to a public server you control.
+#[derive(Debug, Parser)]
+#[command(name = "underpass", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the public server.
+    Server(server_cmd::ServerArgs),
+    /// Publish a local HTTP service (HTTP, SSE, WebSocket) on a host route.
+    Http(http_cmd::HttpArgs),
+    /// Publish a local TCP port on a public server port.
+    Tcp(tcp_cmd::TcpArgs),
+    /// Make a service on this side reachable from the server's loopback.
+    Pull(tcp_cmd::PullArgs),
+    /// Make a service on the server's loopback reachable from this side's loopback.
+    Forward(tcp_cmd::ForwardArgs),
+    /// Open every binding of a TOML config file in one session.
+    Start(start_cmd::StartArgs),
+    /// Server, client and a small app in one process: open the printed URL.
+    Demo(demo::DemoArgs),
+}
+
+/// Empty `UNDERPASS_*` variables count as unset (call before starting threads), so `UNDERPASS_TOKEN=` does not shadow a
+/// default or fail validation.
+pub fn drop_empty_env() {
+    let empty: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            (k.starts_with("UNDERPASS_") && v.is_empty()).then_some(k)
+        })
+        .collect();
+    for k in empty {
+        std::env::remove_var(k);
+    }
+}
+
+/// Parses the command line and runs it. The error is the one line printed before exiting 1.
+/// Call [`drop_empty_env`] first, before any thread exists.
+pub async fn main() -> Result<(), String> {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match cli.command {
+        Command::Server(a) => server_cmd::run(a).await,
+        Command::Http(a) => http_cmd::run(a).await,
+        Command::Tcp(a) => tcp_cmd::run_tcp(a).await,
+        Command::Pull(a) => tcp_cmd::run_pull(a).await,
+        Command::Forward(a) => tcp_cmd::run_forward(a).await,
+        Command::Start(a) => start_cmd::run(a).await,
+        Command::Demo(a) => demo::run(a).await,
+    }
+}

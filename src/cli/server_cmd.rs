@@ -1,0 +1,165 @@
+//! `underpass server`: the public side.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::parse;
+use crate::http::edge::token::generate_token;
+use crate::http::edge::trusted_proxy::TrustedProxies;
+use crate::server::{Limits, Server, ServerConfig, CONTROL_PATH};
+
+/// Flags of `underpass server`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Main listener: public HTTP, control endpoint, health probes.
+    #[arg(long, env = "UNDERPASS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Root domain: D is the root route, X.D is route X.
+    #[arg(long, env = "UNDERPASS_DOMAIN")]
+    pub domain: Option<String>,
+    /// Client token; generated and printed when absent.
+    #[arg(long, env = "UNDERPASS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Proxy whose X-Forwarded-* headers are believed: loopback, private, an IP or a CIDR.
+    /// Repeatable; the env var takes a comma list.
+    #[arg(
+        long = "trusted-proxy",
+        env = "UNDERPASS_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+    /// Range for server-picked dedicated ports.
+    #[arg(long, env = "UNDERPASS_EXPOSE_PORTS", default_value = "20000-65534", value_parser = parse::port_range)]
+    pub expose_ports: RangeInclusive<u16>,
+    /// Server loopback ports clients may `forward` to, e.g. 5432,8000-8100 (off by default).
+    #[arg(long, env = "UNDERPASS_ALLOW_FORWARD", value_parser = parse::port_list)]
+    pub allow_forward: Option<Vec<RangeInclusive<u16>>>,
+    /// Allow dedicated ports 80-1023 (below 80 is always refused).
+    #[arg(long)]
+    pub allow_privileged_ports: bool,
+    /// Public URL of a dedicated port; {host} and {port} are replaced.
+    #[arg(
+        long,
+        env = "UNDERPASS_PUBLIC_URL_TEMPLATE",
+        default_value = "http://{host}:{port}"
+    )]
+    pub public_url_template: String,
+    /// Most sessions at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_sessions: usize,
+    /// Most bindings per session.
+    #[arg(long, default_value_t = 8)]
+    pub max_bindings_per_session: usize,
+    /// Most concurrent streams per session.
+    #[arg(long, default_value_t = 1024)]
+    pub max_streams_per_session: usize,
+    /// Most carriers per session (clamps v2 connectionsGranted).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub max_connections_per_session: u32,
+    /// Seconds a new carrier has to send HELLO.
+    #[arg(long, default_value = "5", value_parser = parse::seconds)]
+    pub hello_timeout: Duration,
+    /// Initial per-stream window (bytes, or 64KiB / 1MiB style).
+    #[arg(long, default_value = "1MiB", value_parser = parse::bytes)]
+    pub stream_initial_window: u32,
+    /// Initial per-session window.
+    #[arg(long, default_value = "16MiB", value_parser = parse::bytes)]
+    pub session_initial_window: u32,
+    /// Seconds without receiving before a carrier is pinged.
+    #[arg(long, default_value = "30", value_parser = parse::seconds)]
+    pub ping_interval: Duration,
+    /// Seconds to wait for a pong before closing the carrier.
+    #[arg(long, default_value = "60", value_parser = parse::seconds)]
+    pub pong_timeout: Duration,
+    /// Seconds a visitor waits for the response head before 504.
+    #[arg(long, default_value = "60", value_parser = parse::seconds)]
+    pub response_timeout: Duration,
+}
+
+impl ServerArgs {
+    /// Builds the server configuration; the token is generated when missing (second value true).
+    pub fn config(&self) -> Result<(ServerConfig, bool), String> {
+        let trusted = TrustedProxies::parse(&self.trusted_proxies).map_err(|e| e.to_string())?;
+        let (token, generated) = match self.token.as_deref().filter(|t| !t.is_empty()) {
+            Some(t) => (t.to_string(), false),
+            None => (generate_token(), true),
+        };
+        let domain = self
+            .domain
+            .as_deref()
+            .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty());
+        let limits = Limits {
+            max_sessions: self.max_sessions,
+            max_bindings_per_session: self.max_bindings_per_session,
+            max_streams_per_session: self.max_streams_per_session,
+            max_connections_per_session: self.max_connections_per_session,
+            hello_timeout: self.hello_timeout,
+            stream_window: self.stream_initial_window,
+            session_window: self.session_initial_window.max(self.stream_initial_window),
+            ping_after: self.ping_interval,
+            pong_timeout: self.pong_timeout,
+            response_timeout: self.response_timeout,
+            ..Limits::default()
+        };
+        Ok((
+            ServerConfig {
+                listen: self.listen,
+                domain,
+                token,
+                trusted_proxies: trusted,
+                expose_ports: self.expose_ports.clone(),
+                allow_forward: self.allow_forward.clone().unwrap_or_default(),
+                allow_privileged_ports: self.allow_privileged_ports,
+                public_url_template: self.public_url_template.clone(),
+                limits,
+            },
+            generated,
+        ))
+    }
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then drains.
+pub async fn run(args: ServerArgs) -> Result<(), String> {
+    let (config, generated) = args.config()?;
+    let token = config.token.clone();
+    let domain = config.domain.clone();
+    let server = Server::start(config).await.map_err(|e| e.to_string())?;
+    let addr = server.local_addr();
+    if generated {
+        println!("token: {token}");
+    }
+    let host = domain.unwrap_or_else(|| addr.ip().to_string());
+    println!("public: http://{host}:{}", addr.port());
+    println!("control: ws://{addr}{CONTROL_PATH}");
+    tracing::info!(%addr, "server listening");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

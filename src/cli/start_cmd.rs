@@ -1,0 +1,304 @@
+//! `underpass start --config FILE`: every binding of a TOML file in one session.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::client_args::{ClientArgs, TransportChoice};
+use super::http_cmd::ModeArg;
+use super::supervise;
+use crate::client::{Binding, ClientError, ClientSession, HttpExpose};
+use crate::http::edge::routing::validate_route_name;
+use crate::proto::RouteMode;
+
+/// Flags of `underpass start`.
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// TOML file with the server, token and bindings.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Server URL (overrides the file).
+    #[arg(long, env = "UNDERPASS_SERVER")]
+    pub server: Option<String>,
+    /// Token (overrides the file).
+    #[arg(long, env = "UNDERPASS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Carriers (overrides the file).
+    #[arg(long, env = "UNDERPASS_CONNECTIONS")]
+    pub connections: Option<u32>,
+}
+
+/// The config file. Unknown keys are errors, reported with their line.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Server URL.
+    pub server: Option<String>,
+    /// Token (may come from UNDERPASS_TOKEN instead).
+    pub token: Option<String>,
+    /// Carriers.
+    pub connections: Option<u32>,
+    /// HTTP exposes.
+    #[serde(default)]
+    pub http: Vec<HttpEntry>,
+    /// Raw TCP exposes.
+    #[serde(default)]
+    pub tcp: Vec<TcpEntry>,
+    /// Pulls.
+    #[serde(default)]
+    pub pull: Vec<PullEntry>,
+    /// Forwards.
+    #[serde(default)]
+    pub forward: Vec<ForwardEntry>,
+}
+
+/// One `[[http]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpEntry {
+    /// Local port.
+    pub port: u16,
+    /// Route name or `@`; absent = assigned.
+    pub subdomain: Option<String>,
+    /// `single` or `cluster`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Claim the route.
+    #[serde(default)]
+    pub takeover: bool,
+    /// Dedicated server port (0 = any).
+    pub public_port: Option<u16>,
+    /// Basic Auth username.
+    pub basic_auth_username: Option<String>,
+    /// Basic Auth password.
+    pub basic_auth_password: Option<String>,
+}
+
+/// One `[[tcp]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpEntry {
+    /// Local port.
+    pub port: u16,
+    /// Public server port (0 = any).
+    #[serde(default)]
+    pub remote_port: u16,
+}
+
+/// One `[[pull]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullEntry {
+    /// Local port of the service.
+    pub port: u16,
+    /// Server loopback port (0 = any).
+    #[serde(default)]
+    pub remote_port: u16,
+    /// Target HOST:PORT (default 127.0.0.1:port).
+    pub to: Option<String>,
+}
+
+/// One `[[forward]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardEntry {
+    /// Local loopback port to listen on.
+    pub port: u16,
+    /// Server loopback port.
+    pub remote_port: u16,
+}
+
+impl ConfigFile {
+    /// Parses TOML; errors name the line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| {
+                text.as_bytes()[..s.start.min(text.len())]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count()
+                    + 1
+            });
+            match line {
+                Some(l) => format!("line {l}: {}", e.message()),
+                None => e.message().to_string(),
+            }
+        })
+    }
+}
+
+fn http_spec(e: &HttpEntry) -> Result<HttpExpose, String> {
+    let mode = match e.mode.as_deref().unwrap_or("single") {
+        "single" => ModeArg::Single,
+        "cluster" => ModeArg::Cluster,
+        other => {
+            return Err(format!(
+                "http mode must be single or cluster, got '{other}'"
+            ))
+        }
+    };
+    Ok(HttpExpose {
+        subdomain: e
+            .subdomain
+            .as_deref()
+            .map(validate_route_name)
+            .transpose()
+            .map_err(|err| err.to_string())?,
+        route: true,
+        mode: if mode == ModeArg::Cluster {
+            RouteMode::Cluster
+        } else {
+            RouteMode::Single
+        },
+        takeover: e.takeover,
+        port: e.public_port,
+        basic_auth_username: e.basic_auth_username.clone(),
+        basic_auth_password: e.basic_auth_password.clone(),
+    })
+}
+
+async fn resolve(to: &str) -> Result<SocketAddr, String> {
+    tokio::net::lookup_host(to)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("pull target must be HOST:PORT that resolves, got '{to}'"))
+}
+
+/// Runs every binding of the file until Ctrl-C.
+pub async fn run(args: StartArgs) -> Result<(), String> {
+    let text = std::fs::read_to_string(&args.config)
+        .map_err(|e| format!("cannot read {}: {e}", args.config.display()))?;
+    let file = ConfigFile::parse(&text).map_err(|e| format!("{}: {e}", args.config.display()))?;
+    let client = ClientArgs {
+        server: args
+            .server
+            .clone()
+            .or(file.server.clone())
+            .unwrap_or_else(|| "ws://127.0.0.1:8080".into()),
+        token: args
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .or(file.token.clone()),
+        connections: args
+            .connections
+            .or(file.connections)
+            .unwrap_or(4)
+            .clamp(1, 16),
+        transport: TransportChoice::Ws,
+    };
+    let opts = client.options()?;
+    let http: Vec<(u16, HttpExpose)> = file
+        .http
+        .iter()
+        .map(|e| http_spec(e).map(|s| (e.port, s)))
+        .collect::<Result<_, _>>()?;
+    let mut pulls = Vec::new();
+    for p in &file.pull {
+        let to =
+            p.to.clone()
+                .unwrap_or_else(|| format!("127.0.0.1:{}", p.port));
+        pulls.push((resolve(&to).await?, to, p.remote_port));
+    }
+    if http.is_empty() && file.tcp.is_empty() && pulls.is_empty() && file.forward.is_empty() {
+        return Err(format!(
+            "{}: no bindings ([[http]], [[tcp]], [[pull]] or [[forward]])",
+            args.config.display()
+        ));
+    }
+    let file = std::sync::Arc::new(file);
+    supervise::run(opts, move |session: ClientSession, first| {
+        let http = http.clone();
+        let pulls = pulls.clone();
+        let file = file.clone();
+        let client = client.clone();
+        async move {
+            let mut out: Vec<Binding> = Vec::new();
+            for (port, spec) in &http {
+                let b = session.expose_http(*port, spec).await?;
+                let name = b.subdomain().unwrap_or("@").to_string();
+                if first {
+                    println!(
+                        "http 127.0.0.1:{port} -> {}",
+                        client.route_url(&name, session.hello().domain.as_deref())
+                    );
+                }
+                out.push(b);
+            }
+            for t in &file.tcp {
+                let b = session.expose_tcp(t.port, t.remote_port).await?;
+                if first {
+                    println!(
+                        "tcp 127.0.0.1:{} -> tcp://{}:{}",
+                        t.port,
+                        client.public_base().1,
+                        b.container_port()
+                    );
+                }
+                out.push(b);
+            }
+            for (addr, text, remote) in &pulls {
+                let b = session.pull(*addr, *remote).await?;
+                if first {
+                    println!("pull server 127.0.0.1:{} -> {text}", b.container_port());
+                }
+                out.push(b);
+            }
+            for f in &file.forward {
+                let b = session.forward(f.port, f.remote_port).await?;
+                if first {
+                    let local = b.local_addr().map_or(0, |a| a.port());
+                    println!(
+                        "forward 127.0.0.1:{local} -> server 127.0.0.1:{}",
+                        f.remote_port
+                    );
+                }
+                out.push(b);
+            }
+            Ok::<_, ClientError>(out)
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_line() {
+        let text = "server = \"ws://x\"\n\n[[http]]\nport = 3000\nsubdomian = \"demo\"\n";
+        let err = ConfigFile::parse(text).unwrap_err();
+        assert!(err.starts_with("line 5:"), "{err}");
+        assert!(err.contains("subdomian"), "{err}");
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let text = r#"
+server = "wss://proxy.example.com"
+token = "t"
+connections = 2
+[[http]]
+port = 3000
+subdomain = "demo"
+mode = "cluster"
+[[tcp]]
+port = 22
+[[pull]]
+port = 5432
+remote_port = 15432
+[[forward]]
+port = 6000
+remote_port = 6379
+"#;
+        let f = ConfigFile::parse(text).unwrap();
+        assert_eq!(f.http.len(), 1);
+        assert_eq!(f.pull[0].remote_port, 15432);
+        assert_eq!(f.forward[0].remote_port, 6379);
+    }
+}
