@@ -1,0 +1,329 @@
+//! The command line as a user runs it: real `underpass` processes, real sockets on loopback.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::within;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_underpass");
+
+/// A running `underpass` process; killed when dropped.
+struct Proc {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut child = command(args, env).spawn().expect("underpass binary runs");
+    let stdout = child.stdout.take().unwrap();
+    Proc {
+        child,
+        lines: BufReader::new(stdout).lines(),
+    }
+}
+
+impl Proc {
+    /// Next stdout line starting with `prefix`, returning the rest.
+    async fn expect_line(&mut self, prefix: &str) -> String {
+        within(20, async {
+            loop {
+                match self.lines.next_line().await.unwrap() {
+                    Some(line) if line.starts_with(prefix) => {
+                        return line[prefix.len()..].trim().to_string()
+                    }
+                    Some(_) => continue,
+                    None => {
+                        let mut err = String::new();
+                        if let Some(mut e) = self.child.stderr.take() {
+                            let _ = e.read_to_string(&mut err).await;
+                        }
+                        panic!("process ended before printing '{prefix}'; stderr:\n{err}");
+                    }
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Runs a command that must fail quickly; returns its stderr.
+async fn run_failing(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = within(20, command(args, env).output()).await.unwrap();
+    assert!(!out.status.success(), "expected failure: {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A started `underpass server` and the address it printed.
+async fn server(extra: &[&str], env: &[(&str, &str)]) -> (Proc, SocketAddr) {
+    let mut args = vec!["server", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut p = spawn(&args, env);
+    let control = p.expect_line("control: ws://").await;
+    let addr = control.trim_end_matches("/__underpass__/control").parse().unwrap();
+    (p, addr)
+}
+
+/// A local HTTP app answering "app <name> <path>".
+async fn app(name: &'static str) -> u16 {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
+                    let body = format!("app {name} {}", req.uri().path());
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(bytes::Bytes::from(body))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// GET through the server with a Host header; returns status and body.
+async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri(path)
+        .header("host", host)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = within(10, send.send_request(req)).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Polls until `host` answers 200 (the client may still be connecting).
+async fn wait_routed(addr: SocketAddr, host: &str) -> String {
+    within(20, async {
+        loop {
+            let (status, body) = get(addr, host, "/").await;
+            if status == 200 {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn server_generates_and_prints_a_token() {
+    let mut p = spawn(&["server", "--listen", "127.0.0.1:0"], &[]);
+    let token = p.expect_line("token: ").await;
+    assert!(token.len() >= 40, "token too short: {token}");
+    let public = p.expect_line("public: ").await;
+    assert!(public.starts_with("http://127.0.0.1:"), "{public}");
+    let control = p.expect_line("control: ").await;
+    assert!(control.ends_with("/__underpass__/control"), "{control}");
+}
+
+#[tokio::test]
+async fn a_given_token_is_not_printed_and_env_works() {
+    let mut p = spawn(
+        &["server", "--listen", "127.0.0.1:0"],
+        &[("UNDERPASS_TOKEN", "from-env-token"), ("UNDERPASS_DOMAIN", "env.test")],
+    );
+    let first = within(20, p.lines.next_line()).await.unwrap().unwrap();
+    assert!(first.starts_with("public: http://env.test:"), "{first}");
+}
+
+#[tokio::test]
+async fn client_without_token_fails_clearly() {
+    let err = run_failing(&["http", "3000", "--server", "ws://127.0.0.1:9"], &[]).await;
+    assert!(err.contains("token is required"), "{err}");
+}
+
+#[tokio::test]
+async fn client_with_wrong_token_exits_instead_of_retrying() {
+    let (_s, addr) = server(&["--token", "right"], &[]).await;
+    let url = format!("ws://{addr}");
+    let err = run_failing(&["http", "3000", "--server", &url, "--token", "wrong"], &[]).await;
+    assert!(err.contains("refused the token"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_route_names_and_servers_are_refused_before_connecting() {
+    let err = run_failing(&["http", "3000", "--token", "t", "--subdomain", "bad_name"], &[]).await;
+    assert!(err.contains("invalid route name"), "{err}");
+    let err = run_failing(&["http", "3000", "--token", "t", "--server", "ftp://x"], &[]).await;
+    assert!(err.contains("--server"), "{err}");
+    let err = run_failing(&["http", "70000", "--token", "t"], &[]).await;
+    assert!(err.contains("not a port"), "{err}");
+}
+
+#[tokio::test]
+async fn http_end_to_end_with_named_route_and_duplicate_refused() {
+    let (_s, addr) = server(&["--token", "tok", "--domain", "example.test"], &[]).await;
+    let port = app("one").await.to_string();
+    let url = format!("ws://{addr}");
+    let mut client = spawn(&["http", &port, "--server", &url, "--token", "tok", "--subdomain", "Demo"], &[]);
+    assert_eq!(client.expect_line("subdomain: ").await, "demo");
+    assert_eq!(
+        client.expect_line("public: ").await,
+        format!("http://demo.example.test:{}", addr.port())
+    );
+    assert_eq!(wait_routed(addr, "demo.example.test").await, "app one /");
+    // A second client for the same route in single mode exits non-zero; the first keeps serving.
+    let err = run_failing(&["http", &port, "--server", &url, "--token", "tok", "--subdomain", "demo"], &[]).await;
+    assert!(err.contains("ROUTE_TAKEN"), "{err}");
+    assert_eq!(get(addr, "demo.example.test", "/x").await, (200, "app one /x".into()));
+}
+
+#[tokio::test]
+async fn flags_beat_env_and_empty_env_is_ignored() {
+    let (_s, addr) = server(&["--token", "tok", "--domain", "example.test"], &[]).await;
+    let port = app("env").await.to_string();
+    let url = format!("ws://{addr}");
+    let env = [("UNDERPASS_SUBDOMAIN", "fromenv"), ("UNDERPASS_TOKEN", "tok"), ("UNDERPASS_SERVER", url.as_str())];
+    let mut by_env = spawn(&["http", &port], &env);
+    assert_eq!(by_env.expect_line("subdomain: ").await, "fromenv");
+    let mut by_flag = spawn(&["http", &port, "--subdomain", "fromflag"], &env);
+    assert_eq!(by_flag.expect_line("subdomain: ").await, "fromflag");
+    let empty = [("UNDERPASS_SUBDOMAIN", ""), ("UNDERPASS_TOKEN", "tok"), ("UNDERPASS_SERVER", url.as_str())];
+    let mut random = spawn(&["http", &port], &empty);
+    let name = random.expect_line("subdomain: ").await;
+    assert!(name.starts_with("up-") && name.len() == 13, "{name}");
+}
+
+#[tokio::test]
+async fn an_assigned_name_survives_a_server_restart() {
+    // A fixed port so the restarted server is at the same address.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = probe.local_addr().unwrap();
+    drop(probe);
+    let listen_s = listen.to_string();
+    let args = ["server", "--listen", listen_s.as_str(), "--token", "tok", "--domain", "example.test"];
+    let mut s1 = spawn(&args, &[]);
+    s1.expect_line("control: ").await;
+    let port = app("restart").await.to_string();
+    let url = format!("ws://{listen}");
+    let mut client = spawn(&["http", &port, "--server", &url, "--token", "tok"], &[]);
+    let name = client.expect_line("subdomain: ").await;
+    assert!(name.starts_with("up-"), "{name}");
+    let host = format!("{name}.example.test");
+    assert_eq!(wait_routed(listen, &host).await, "app restart /");
+    drop(s1);
+    let mut s2 = spawn(&args, &[]);
+    s2.expect_line("control: ").await;
+    // The client reconnects with backoff and asks for the same name again.
+    assert_eq!(wait_routed(listen, &host).await, "app restart /");
+}
+
+#[tokio::test]
+async fn tcp_and_pull_print_where_they_listen() {
+    let (_s, addr) = server(&["--token", "tok"], &[]).await;
+    let echo = common::echo_server().await.port().to_string();
+    let url = format!("ws://{addr}");
+    let mut tcp = spawn(&["tcp", &echo, "--server", &url, "--token", "tok"], &[]);
+    let public = tcp.expect_line("public: tcp://").await;
+    let public: SocketAddr = public.parse().unwrap();
+    assert_eq!(common::tcp_roundtrip(public, b"through tcp").await, b"through tcp");
+    let mut pull = spawn(&["pull", &echo, "--server", &url, "--token", "tok"], &[]);
+    let server_side: SocketAddr = pull.expect_line("server: ").await.parse().unwrap();
+    assert_eq!(pull.expect_line("leads to: ").await, format!("127.0.0.1:{echo}"));
+    assert_eq!(common::tcp_roundtrip(server_side, b"through pull").await, b"through pull");
+}
+
+#[tokio::test]
+async fn start_with_a_config_file() {
+    let (_s, addr) = server(&["--token", "tok", "--domain", "example.test"], &[]).await;
+    let app_port = app("cfg").await;
+    let echo = common::echo_server().await.port();
+    let dir = std::env::temp_dir().join(format!("underpass-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ok.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "server = \"ws://{addr}\"\n\n[[http]]\nport = {app_port}\nsubdomain = \"cfg\"\n\n[[tcp]]\nport = {echo}\n\n[[pull]]\nport = {echo}\n"
+        ),
+    )
+    .unwrap();
+    let mut p = spawn(&["start", "--config", path.to_str().unwrap()], &[("UNDERPASS_TOKEN", "tok")]);
+    let http_line = p.expect_line("http 127.0.0.1:").await;
+    assert_eq!(http_line, format!("{app_port} -> http://cfg.example.test:{}", addr.port()));
+    let tcp_line = p.expect_line("tcp 127.0.0.1:").await;
+    let public: SocketAddr = tcp_line.rsplit("tcp://").next().unwrap().parse().unwrap();
+    let pull_line = p.expect_line("pull server 127.0.0.1:").await;
+    let pull_port: u16 = pull_line.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(wait_routed(addr, "cfg.example.test").await, "app cfg /");
+    assert_eq!(common::tcp_roundtrip(public, b"cfg tcp").await, b"cfg tcp");
+    let pulled = SocketAddr::from(([127, 0, 0, 1], pull_port));
+    assert_eq!(common::tcp_roundtrip(pulled, b"cfg pull").await, b"cfg pull");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "server = \"ws://127.0.0.1:9\"\n[[http]]\nport = 1\nsubdomian = \"x\"\n").unwrap();
+    let err = run_failing(&["start", "--config", bad.to_str().unwrap(), "--token", "t"], &[]).await;
+    assert!(err.contains("line 4") && err.contains("subdomian"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn demo_serves_its_page_events_and_websocket() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = probe.local_addr().unwrap();
+    drop(probe);
+    let listen_s = listen.to_string();
+    let mut demo = spawn(&["demo", "--listen", &listen_s], &[]);
+    let open = demo.expect_line("open: ").await;
+    assert_eq!(open, format!("http://demo.localhost:{}/", listen.port()));
+    let page = wait_routed(listen, "demo.localhost").await;
+    assert!(page.contains("underpass demo"), "{page}");
+
+    // SSE: the first event arrives while the stream is still open.
+    let tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("/events")
+        .header("host", "demo.localhost")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let mut body = within(10, send.send_request(req)).await.unwrap().into_body();
+    let first = within(10, body.frame()).await.unwrap().unwrap().into_data().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("data: tick 0"));
+
+    // WebSocket echo through the tunnel.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{listen}/ws"),
+    )
+    .unwrap();
+    req.headers_mut().insert("host", "demo.localhost".parse().unwrap());
+    let (mut ws, _) = within(10, tokio_tungstenite::connect_async(req)).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text("hello")).await.unwrap();
+    let echo = within(10, ws.next()).await.unwrap().unwrap();
+    assert_eq!(echo.into_text().unwrap().as_str(), "hello");
+}
