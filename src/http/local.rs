@@ -219,10 +219,18 @@ async fn serve_upgrade(stream: MuxStream, open: &StreamOpen, local: &LocalPort) 
     let (recv, mut send) = stream.split();
     let authority = format!("127.0.0.1:{}", local.port);
     let empty = Empty::new().map_err(|never| match never {}).boxed();
-    let req = match build_request(open, empty, &authority) {
+    let mut req = match build_request(open, empty, &authority) {
         Ok(r) => r,
         Err(e) => return bad_request(&mut send, &e).await,
     };
+    // A connection-level client writes the URI as given: use origin form, as a browser would.
+    if let Some(origin) = req
+        .uri()
+        .path_and_query()
+        .and_then(|p| p.as_str().parse().ok())
+    {
+        *req.uri_mut() = origin;
+    }
     let tcp = match tokio::net::TcpStream::connect(("127.0.0.1", local.port)).await {
         Ok(tcp) => tcp,
         Err(_) => {

@@ -125,11 +125,7 @@ pub async fn proxy(
     let deadline = Instant::now() + visitor.response_timeout;
     let head = loop {
         match tokio::time::timeout_at(deadline.into(), recv.recv_head()).await {
-            Err(_) => {
-                return into_proxy(visitor_error::upstream_timeout(
-                    visitor.response_timeout.as_secs(),
-                ))
-            }
+            Err(_) => return into_proxy(visitor_error::upstream_timeout(visitor.response_timeout)),
             Ok(Err(e)) => {
                 return plain(
                     StatusCode::BAD_GATEWAY,

@@ -4,6 +4,8 @@
 //! Each is plain text naming the cause, prefixed `underpass:` so a visitor (or the app's
 //! developer) can tell a tunnel problem from an app error at a glance.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -65,11 +67,17 @@ pub fn upstream_reset(port: u16) -> Response<Bytes> {
     )
 }
 
-/// 504: no response head arrived within `secs` seconds.
-pub fn upstream_timeout(secs: u64) -> Response<Bytes> {
+/// 504: no response head arrived within `timeout` (named in whole seconds, or in milliseconds
+/// when it is not a whole number of seconds, so a sub-second limit never reads "0 s").
+pub fn upstream_timeout(timeout: Duration) -> Response<Bytes> {
+    let limit = if timeout.subsec_millis() == 0 {
+        format!("{} s", timeout.as_secs())
+    } else {
+        format!("{} ms", timeout.as_millis())
+    };
     text(
         StatusCode::GATEWAY_TIMEOUT,
-        format!("underpass: local service did not respond within {secs} s\n"),
+        format!("underpass: local service did not respond within {limit}\n"),
     )
 }
 
@@ -184,10 +192,12 @@ mod tests {
         assert!(body(&r).contains("port 8080 reset"));
         assert_plain(&r);
 
-        let r = upstream_timeout(30);
+        let r = upstream_timeout(Duration::from_secs(30));
         assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
-        assert!(body(&r).contains("30 s"));
+        assert!(body(&r).contains("within 30 s"));
         assert_plain(&r);
+        let r = upstream_timeout(Duration::from_millis(300));
+        assert!(body(&r).contains("within 300 ms"), "{}", body(&r));
     }
 
     #[test]
