@@ -151,6 +151,12 @@ impl Session {
         self.shared.closed_tx.send_replace(true);
     }
 
+    /// Resets every open stream of binding `bind_id`; returns how many.
+    pub fn reset_binding(&self, bind_id: u32, code: ErrorCode, reason: &str) -> usize {
+        self.shared
+            .update(|st| st.reset_binding(bind_id, code, reason))
+    }
+
     /// Resolves when the session has ended, with the reason.
     pub async fn closed(&self) -> (ErrorCode, String) {
         let mut rx = self.shared.closed_tx.subscribe();

@@ -51,9 +51,12 @@ impl MuxState {
                     );
                     return Ok(());
                 }
+                let bind_id = open.bind_id;
                 self.push_event(MuxEvent::Incoming { stream_id, open })?;
-                self.streams
-                    .insert(stream_id, StreamSlot::new(carrier, self.cfg.stream_window));
+                self.streams.insert(
+                    stream_id,
+                    StreamSlot::new(carrier, self.cfg.stream_window, bind_id),
+                );
                 if let Some(c) = self.carriers.get_mut(carrier) {
                     c.active_streams += 1;
                 }

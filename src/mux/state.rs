@@ -247,8 +247,10 @@ impl MuxState {
         })?;
         self.next_local_id += 2;
         let carrier = self.pick_carrier();
-        self.streams
-            .insert(id, StreamSlot::new(carrier, self.cfg.stream_window));
+        self.streams.insert(
+            id,
+            StreamSlot::new(carrier, self.cfg.stream_window, open.bind_id),
+        );
         self.carriers[carrier].active_streams += 1;
         self.stats.streams_opened += 1;
         self.push_stream_frame(id, OutFrame::Encoded(frame));
@@ -363,6 +365,20 @@ impl MuxState {
             self.push_stream_frame(id, OutFrame::Encoded(frame));
         }
         self.maybe_remove(id);
+    }
+
+    /// Resets every stream of binding `bind_id` (unbind, takeover).
+    pub fn reset_binding(&mut self, bind_id: u32, code: ErrorCode, reason: &str) -> usize {
+        let ids: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.bind_id == bind_id && s.reset.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.reset_stream(*id, code, reason);
+        }
+        ids.len()
     }
 
     /// Marks a stream reset without telling the peer (it told us, or the carrier is gone).

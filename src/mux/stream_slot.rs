@@ -61,11 +61,14 @@ pub struct StreamSlot {
     pub reset: Option<(ErrorCode, String)>,
     /// Handles still alive.
     pub handles: usize,
+    /// Binding the stream serves (from its STREAM_OPEN), so a binding's streams can be reset
+    /// together when it is unbound or taken over.
+    pub bind_id: u32,
 }
 
 impl StreamSlot {
     /// A fresh stream pinned to `carrier`.
-    pub fn new(carrier: usize, stream_window: u32) -> Self {
+    pub fn new(carrier: usize, stream_window: u32, bind_id: u32) -> Self {
         Self {
             carrier,
             send_credit: SendCredit::new(stream_window),
@@ -80,6 +83,7 @@ impl StreamSlot {
             read_waker: None,
             reset: None,
             handles: 1,
+            bind_id,
         }
     }
 

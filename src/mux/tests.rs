@@ -647,3 +647,27 @@ fn reset_after_eof_keeps_the_finished_data_readable() {
         Poll::Ready(Err(MuxError::Reset(ErrorCode::CANCEL, _)))
     ));
 }
+
+#[test]
+fn a_bindings_streams_are_reset_together() {
+    let mut p = Pair::new();
+    let a = p.server.open_stream(&StreamOpen::tcp(7)).unwrap();
+    let b = p.server.open_stream(&StreamOpen::tcp(7)).unwrap();
+    let other = p.server.open_stream(&StreamOpen::tcp(8)).unwrap();
+    p.pump().unwrap();
+    assert_eq!(
+        p.server.reset_binding(7, ErrorCode::BIND_TAKEOVER, "taken"),
+        2
+    );
+    p.pump().unwrap();
+    for id in [a, b] {
+        assert!(matches!(
+            p.client.poll_recv(id, 10, &mut cx()),
+            Poll::Ready(RecvItem::Reset(ErrorCode::BIND_TAKEOVER, _))
+        ));
+    }
+    assert!(matches!(
+        p.client.poll_recv(other, 10, &mut cx()),
+        Poll::Pending
+    ));
+}

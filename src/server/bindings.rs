@@ -236,7 +236,15 @@ pub fn revoke(state: &Arc<ServerState>, session_id: &str, bind_id: BindId, reaso
     let Some(entry) = state.sessions.get(session_id) else {
         return;
     };
-    if entry.bindings().remove(&bind_id).is_some() {
+    let record = entry.bindings().remove(&bind_id);
+    if let Some(record) = record {
+        if let Some(route) = &record.route {
+            state.routes.release(route, session_id, bind_id);
+        }
+        // The old holder's streams go first, then it learns the binding is gone.
+        entry
+            .session
+            .reset_binding(bind_id, ErrorCode::BIND_TAKEOVER, reason);
         let _ = entry.session.send_control(&Frame::BindRevoked(BindRevoked {
             bind_id,
             reason: reason.to_string(),
@@ -252,6 +260,9 @@ pub fn unbind(state: &Arc<ServerState>, entry: &Arc<SessionEntry>, bind_id: Bind
     if let Some(route) = &rec.route {
         state.routes.release(route, &entry.id, bind_id);
     }
+    entry
+        .session
+        .reset_binding(bind_id, ErrorCode::CANCEL, "binding removed");
     true
 }
 
