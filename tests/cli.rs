@@ -82,7 +82,10 @@ async fn server(extra: &[&str], env: &[(&str, &str)]) -> (Proc, SocketAddr) {
     args.extend_from_slice(extra);
     let mut p = spawn(&args, env);
     let control = p.expect_line("control: ws://").await;
-    let addr = control.trim_end_matches("/__underpass__/control").parse().unwrap();
+    let addr = control
+        .trim_end_matches("/__underpass__/control")
+        .parse()
+        .unwrap();
     (p, addr)
 }
 
@@ -94,10 +97,14 @@ async fn app(name: &'static str) -> u16 {
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
-                    let body = format!("app {name} {}", req.uri().path());
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(bytes::Bytes::from(body))))
-                });
+                let svc = service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = format!("app {name} {}", req.uri().path());
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            bytes::Bytes::from(body),
+                        )))
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
                     .await;
@@ -154,7 +161,10 @@ async fn server_generates_and_prints_a_token() {
 async fn a_given_token_is_not_printed_and_env_works() {
     let mut p = spawn(
         &["server", "--listen", "127.0.0.1:0"],
-        &[("UNDERPASS_TOKEN", "from-env-token"), ("UNDERPASS_DOMAIN", "env.test")],
+        &[
+            ("UNDERPASS_TOKEN", "from-env-token"),
+            ("UNDERPASS_DOMAIN", "env.test"),
+        ],
     );
     let first = within(20, p.lines.next_line()).await.unwrap().unwrap();
     assert!(first.starts_with("public: http://env.test:"), "{first}");
@@ -176,9 +186,17 @@ async fn client_with_wrong_token_exits_instead_of_retrying() {
 
 #[tokio::test]
 async fn bad_route_names_and_servers_are_refused_before_connecting() {
-    let err = run_failing(&["http", "3000", "--token", "t", "--subdomain", "bad_name"], &[]).await;
+    let err = run_failing(
+        &["http", "3000", "--token", "t", "--subdomain", "bad_name"],
+        &[],
+    )
+    .await;
     assert!(err.contains("invalid route name"), "{err}");
-    let err = run_failing(&["http", "3000", "--token", "t", "--server", "ftp://x"], &[]).await;
+    let err = run_failing(
+        &["http", "3000", "--token", "t", "--server", "ftp://x"],
+        &[],
+    )
+    .await;
     assert!(err.contains("--server"), "{err}");
     let err = run_failing(&["http", "70000", "--token", "t"], &[]).await;
     assert!(err.contains("not a port"), "{err}");
@@ -189,7 +207,19 @@ async fn http_end_to_end_with_named_route_and_duplicate_refused() {
     let (_s, addr) = server(&["--token", "tok", "--domain", "example.test"], &[]).await;
     let port = app("one").await.to_string();
     let url = format!("ws://{addr}");
-    let mut client = spawn(&["http", &port, "--server", &url, "--token", "tok", "--subdomain", "Demo"], &[]);
+    let mut client = spawn(
+        &[
+            "http",
+            &port,
+            "--server",
+            &url,
+            "--token",
+            "tok",
+            "--subdomain",
+            "Demo",
+        ],
+        &[],
+    );
     assert_eq!(client.expect_line("subdomain: ").await, "demo");
     assert_eq!(
         client.expect_line("public: ").await,
@@ -197,9 +227,25 @@ async fn http_end_to_end_with_named_route_and_duplicate_refused() {
     );
     assert_eq!(wait_routed(addr, "demo.example.test").await, "app one /");
     // A second client for the same route in single mode exits non-zero; the first keeps serving.
-    let err = run_failing(&["http", &port, "--server", &url, "--token", "tok", "--subdomain", "demo"], &[]).await;
+    let err = run_failing(
+        &[
+            "http",
+            &port,
+            "--server",
+            &url,
+            "--token",
+            "tok",
+            "--subdomain",
+            "demo",
+        ],
+        &[],
+    )
+    .await;
     assert!(err.contains("ROUTE_TAKEN"), "{err}");
-    assert_eq!(get(addr, "demo.example.test", "/x").await, (200, "app one /x".into()));
+    assert_eq!(
+        get(addr, "demo.example.test", "/x").await,
+        (200, "app one /x".into())
+    );
 }
 
 #[tokio::test]
@@ -207,12 +253,20 @@ async fn flags_beat_env_and_empty_env_is_ignored() {
     let (_s, addr) = server(&["--token", "tok", "--domain", "example.test"], &[]).await;
     let port = app("env").await.to_string();
     let url = format!("ws://{addr}");
-    let env = [("UNDERPASS_SUBDOMAIN", "fromenv"), ("UNDERPASS_TOKEN", "tok"), ("UNDERPASS_SERVER", url.as_str())];
+    let env = [
+        ("UNDERPASS_SUBDOMAIN", "fromenv"),
+        ("UNDERPASS_TOKEN", "tok"),
+        ("UNDERPASS_SERVER", url.as_str()),
+    ];
     let mut by_env = spawn(&["http", &port], &env);
     assert_eq!(by_env.expect_line("subdomain: ").await, "fromenv");
     let mut by_flag = spawn(&["http", &port, "--subdomain", "fromflag"], &env);
     assert_eq!(by_flag.expect_line("subdomain: ").await, "fromflag");
-    let empty = [("UNDERPASS_SUBDOMAIN", ""), ("UNDERPASS_TOKEN", "tok"), ("UNDERPASS_SERVER", url.as_str())];
+    let empty = [
+        ("UNDERPASS_SUBDOMAIN", ""),
+        ("UNDERPASS_TOKEN", "tok"),
+        ("UNDERPASS_SERVER", url.as_str()),
+    ];
     let mut random = spawn(&["http", &port], &empty);
     let name = random.expect_line("subdomain: ").await;
     assert!(name.starts_with("up-") && name.len() == 13, "{name}");
@@ -225,7 +279,15 @@ async fn an_assigned_name_survives_a_server_restart() {
     let listen = probe.local_addr().unwrap();
     drop(probe);
     let listen_s = listen.to_string();
-    let args = ["server", "--listen", listen_s.as_str(), "--token", "tok", "--domain", "example.test"];
+    let args = [
+        "server",
+        "--listen",
+        listen_s.as_str(),
+        "--token",
+        "tok",
+        "--domain",
+        "example.test",
+    ];
     let mut s1 = spawn(&args, &[]);
     s1.expect_line("control: ").await;
     let port = app("restart").await.to_string();
@@ -250,11 +312,20 @@ async fn tcp_and_pull_print_where_they_listen() {
     let mut tcp = spawn(&["tcp", &echo, "--server", &url, "--token", "tok"], &[]);
     let public = tcp.expect_line("public: tcp://").await;
     let public: SocketAddr = public.parse().unwrap();
-    assert_eq!(common::tcp_roundtrip(public, b"through tcp").await, b"through tcp");
+    assert_eq!(
+        common::tcp_roundtrip(public, b"through tcp").await,
+        b"through tcp"
+    );
     let mut pull = spawn(&["pull", &echo, "--server", &url, "--token", "tok"], &[]);
     let server_side: SocketAddr = pull.expect_line("server: ").await.parse().unwrap();
-    assert_eq!(pull.expect_line("leads to: ").await, format!("127.0.0.1:{echo}"));
-    assert_eq!(common::tcp_roundtrip(server_side, b"through pull").await, b"through pull");
+    assert_eq!(
+        pull.expect_line("leads to: ").await,
+        format!("127.0.0.1:{echo}")
+    );
+    assert_eq!(
+        common::tcp_roundtrip(server_side, b"through pull").await,
+        b"through pull"
+    );
 }
 
 #[tokio::test]
@@ -272,9 +343,15 @@ async fn start_with_a_config_file() {
         ),
     )
     .unwrap();
-    let mut p = spawn(&["start", "--config", path.to_str().unwrap()], &[("UNDERPASS_TOKEN", "tok")]);
+    let mut p = spawn(
+        &["start", "--config", path.to_str().unwrap()],
+        &[("UNDERPASS_TOKEN", "tok")],
+    );
     let http_line = p.expect_line("http 127.0.0.1:").await;
-    assert_eq!(http_line, format!("{app_port} -> http://cfg.example.test:{}", addr.port()));
+    assert_eq!(
+        http_line,
+        format!("{app_port} -> http://cfg.example.test:{}", addr.port())
+    );
     let tcp_line = p.expect_line("tcp 127.0.0.1:").await;
     let public: SocketAddr = tcp_line.rsplit("tcp://").next().unwrap().parse().unwrap();
     let pull_line = p.expect_line("pull server 127.0.0.1:").await;
@@ -282,11 +359,22 @@ async fn start_with_a_config_file() {
     assert_eq!(wait_routed(addr, "cfg.example.test").await, "app cfg /");
     assert_eq!(common::tcp_roundtrip(public, b"cfg tcp").await, b"cfg tcp");
     let pulled = SocketAddr::from(([127, 0, 0, 1], pull_port));
-    assert_eq!(common::tcp_roundtrip(pulled, b"cfg pull").await, b"cfg pull");
+    assert_eq!(
+        common::tcp_roundtrip(pulled, b"cfg pull").await,
+        b"cfg pull"
+    );
 
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, "server = \"ws://127.0.0.1:9\"\n[[http]]\nport = 1\nsubdomian = \"x\"\n").unwrap();
-    let err = run_failing(&["start", "--config", bad.to_str().unwrap(), "--token", "t"], &[]).await;
+    std::fs::write(
+        &bad,
+        "server = \"ws://127.0.0.1:9\"\n[[http]]\nport = 1\nsubdomian = \"x\"\n",
+    )
+    .unwrap();
+    let err = run_failing(
+        &["start", "--config", bad.to_str().unwrap(), "--token", "t"],
+        &[],
+    )
+    .await;
     assert!(err.contains("line 4") && err.contains("subdomian"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -305,15 +393,25 @@ async fn demo_serves_its_page_events_and_websocket() {
 
     // SSE: the first event arrives while the stream is still open.
     let tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let req = hyper::Request::builder()
         .uri("/events")
         .header("host", "demo.localhost")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
-    let mut body = within(10, send.send_request(req)).await.unwrap().into_body();
-    let first = within(10, body.frame()).await.unwrap().unwrap().into_data().unwrap();
+    let mut body = within(10, send.send_request(req))
+        .await
+        .unwrap()
+        .into_body();
+    let first = within(10, body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
     assert!(String::from_utf8_lossy(&first).contains("data: tick 0"));
 
     // WebSocket echo through the tunnel.
@@ -321,9 +419,14 @@ async fn demo_serves_its_page_events_and_websocket() {
         format!("ws://{listen}/ws"),
     )
     .unwrap();
-    req.headers_mut().insert("host", "demo.localhost".parse().unwrap());
-    let (mut ws, _) = within(10, tokio_tungstenite::connect_async(req)).await.unwrap();
-    ws.send(tokio_tungstenite::tungstenite::Message::text("hello")).await.unwrap();
+    req.headers_mut()
+        .insert("host", "demo.localhost".parse().unwrap());
+    let (mut ws, _) = within(10, tokio_tungstenite::connect_async(req))
+        .await
+        .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text("hello"))
+        .await
+        .unwrap();
     let echo = within(10, ws.next()).await.unwrap().unwrap();
     assert_eq!(echo.into_text().unwrap().as_str(), "hello");
 }

@@ -52,6 +52,14 @@ impl Inner {
     }
 }
 
+impl Drop for Inner {
+    /// The last handle (session or binding) going away ends the session.
+    fn drop(&mut self) {
+        self.session
+            .close(ErrorCode::NO_ERROR, "client dropped the session");
+    }
+}
+
 /// A live session to a server. Clones share it.
 #[derive(Clone)]
 pub struct ClientSession {
@@ -138,7 +146,10 @@ impl ClientSession {
                 revoked_tx,
             }),
         };
-        tokio::spawn(event_loop(client.clone()));
+        tokio::spawn(event_loop(
+            client.inner.session.clone(),
+            Arc::downgrade(&client.inner),
+        ));
         Ok(client)
     }
 
@@ -295,46 +306,54 @@ fn reference_of(value: &Value) -> String {
     }
 }
 
-async fn event_loop(client: ClientSession) {
-    let inner = &client.inner;
-    while let Some(event) = inner.session.next_event().await {
-        match event {
-            SessionEvent::Incoming(stream, open) => {
-                let handler = inner.registry().handlers.get(&open.bind_id).cloned();
-                dispatch(stream, open, handler);
-            }
-            SessionEvent::Control(Frame::BindOk(ok)) => {
-                let reference = reference_of(&ok.client_bind_ref);
-                if let Some(tx) = inner.registry().pending.remove(&reference) {
-                    let _ = tx.send(Ok(ok));
-                }
-            }
-            SessionEvent::Control(Frame::BindErr(err)) => {
-                let reference = reference_of(&err.client_bind_ref);
-                if let Some(tx) = inner.registry().pending.remove(&reference) {
-                    let _ = tx.send(Err(ClientError::Bind {
-                        code: err.code,
-                        message: err.message,
-                    }));
-                }
-            }
-            SessionEvent::Control(Frame::BindRevoked(revoked)) => {
-                tracing::warn!(bind_id = revoked.bind_id, reason = %revoked.reason, "binding revoked");
-                {
-                    let mut reg = inner.registry();
-                    reg.handlers.remove(&revoked.bind_id);
-                    reg.revoked.insert(revoked.bind_id, revoked.reason);
-                }
-                inner.revoked_tx.send_modify(|n| *n += 1);
-            }
-            SessionEvent::Control(_) => {}
-            SessionEvent::GoAway(g) => {
-                tracing::warn!(code = %g.code, message = %g.message, "server is ending the session");
-            }
-        }
+/// Answers the session's events. Holds the session state weakly so that dropping every handle
+/// ends the session instead of keeping it alive from here.
+async fn event_loop(session: Session, weak: std::sync::Weak<Inner>) {
+    while let Some(event) = session.next_event().await {
+        let Some(inner) = weak.upgrade() else { break };
+        handle_event(&inner, event);
     }
     // Anyone still waiting for a BIND answer learns that the session is gone.
-    inner.registry().pending.clear();
+    if let Some(inner) = weak.upgrade() {
+        inner.registry().pending.clear();
+    }
+}
+
+fn handle_event(inner: &Inner, event: SessionEvent) {
+    match event {
+        SessionEvent::Incoming(stream, open) => {
+            let handler = inner.registry().handlers.get(&open.bind_id).cloned();
+            dispatch(stream, open, handler);
+        }
+        SessionEvent::Control(Frame::BindOk(ok)) => {
+            let reference = reference_of(&ok.client_bind_ref);
+            if let Some(tx) = inner.registry().pending.remove(&reference) {
+                let _ = tx.send(Ok(ok));
+            }
+        }
+        SessionEvent::Control(Frame::BindErr(err)) => {
+            let reference = reference_of(&err.client_bind_ref);
+            if let Some(tx) = inner.registry().pending.remove(&reference) {
+                let _ = tx.send(Err(ClientError::Bind {
+                    code: err.code,
+                    message: err.message,
+                }));
+            }
+        }
+        SessionEvent::Control(Frame::BindRevoked(revoked)) => {
+            tracing::warn!(bind_id = revoked.bind_id, reason = %revoked.reason, "binding revoked");
+            {
+                let mut reg = inner.registry();
+                reg.handlers.remove(&revoked.bind_id);
+                reg.revoked.insert(revoked.bind_id, revoked.reason);
+            }
+            inner.revoked_tx.send_modify(|n| *n += 1);
+        }
+        SessionEvent::Control(_) => {}
+        SessionEvent::GoAway(g) => {
+            tracing::warn!(code = %g.code, message = %g.message, "server is ending the session");
+        }
+    }
 }
 
 fn dispatch(mut stream: MuxStream, open: StreamOpen, handler: Option<StreamHandler>) {

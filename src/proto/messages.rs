@@ -287,7 +287,11 @@ pub struct UnbindErr {
 }
 
 /// STREAM_OPEN: a new proxied connection or HTTP request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On the wire an `http` open always carries `headers` and `isUpgrade` (PROTOCOL.md lists them,
+/// and a strict peer may require them even when empty or false); a `tcp` open is just
+/// `{bindId, kind}`. See the `Serialize` impl below.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamOpen {
     /// Binding the stream belongs to.
@@ -295,17 +299,41 @@ pub struct StreamOpen {
     /// `http` or `tcp`.
     pub kind: BindKind,
     /// HTTP method.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub method: Option<String>,
     /// HTTP request target (path and query).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub target: Option<String>,
     /// HTTP request headers, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub headers: Vec<(String, String)>,
     /// True for a protocol upgrade (WebSocket).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub is_upgrade: bool,
+}
+
+impl Serialize for StreamOpen {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("StreamOpen", 6)?;
+        out.serialize_field("bindId", &self.bind_id)?;
+        out.serialize_field("kind", &self.kind)?;
+        if let Some(method) = &self.method {
+            out.serialize_field("method", method)?;
+        }
+        if let Some(target) = &self.target {
+            out.serialize_field("target", target)?;
+        }
+        // The HTTP fields are written even when empty/false for http opens only: a derive with
+        // `skip_serializing_if` would drop `isUpgrade: false`, which PROTOCOL.md peers expect.
+        if self.kind == BindKind::Http || !self.headers.is_empty() {
+            out.serialize_field("headers", &self.headers)?;
+        }
+        if self.kind == BindKind::Http || self.is_upgrade {
+            out.serialize_field("isUpgrade", &self.is_upgrade)?;
+        }
+        out.end()
+    }
 }
 
 impl StreamOpen {

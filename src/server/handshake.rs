@@ -153,9 +153,9 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         )
         .await;
     }
-    if send_frame(&mut carrier, &Frame::HelloOk(ok)).await.is_err() {
-        return;
-    }
+    // The session is in the table before HELLO_OK leaves, so a client that got HELLO_OK can
+    // rely on the server knowing it (JOIN, admin listings). HELLO_OK is the first frame the mux
+    // writes on carrier 0.
     let peer = carrier.info.peer;
     let session = Session::start(mux_config(&state), carrier);
     let entry = Arc::new(SessionEntry {
@@ -168,7 +168,14 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         bindings: Mutex::new(Default::default()),
     });
     if !state.sessions.insert(entry.clone(), limits.max_sessions) {
-        session.close(ErrorCode::RESOURCE_EXHAUSTED, "session limit reached");
+        session.close(
+            ErrorCode::RESOURCE_EXHAUSTED,
+            &format!("session limit ({}) reached", limits.max_sessions),
+        );
+        return;
+    }
+    if session.send_control(&Frame::HelloOk(ok)).is_err() {
+        state.sessions.remove(&id);
         return;
     }
     tracing::info!(session = %id, ?peer, version = version.as_str(), carriers = granted, "session opened");

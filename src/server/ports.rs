@@ -231,7 +231,7 @@ fn record(
 }
 
 async fn pull(
-    _state: &Arc<ServerState>,
+    state: &Arc<ServerState>,
     entry: &Arc<SessionEntry>,
     bind_id: BindId,
     bind: &Bind,
@@ -257,9 +257,7 @@ async fn pull(
     let listener = if requested == 0 {
         listen_exact(ip, 0).await?
     } else {
-        if requested < 80 || (requested < 1024 && !_state.config.allow_privileged_ports) {
-            check_port(_state, requested)?;
-        }
+        check_port(state, requested)?;
         listen_exact(ip, requested).await?
     };
     let port = listener
