@@ -14,6 +14,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub mod mem;
+#[cfg(feature = "quic")]
+pub mod quic;
 pub mod ws;
 
 /// Largest message a carrier must carry (PROTOCOL.md: 262,144 bytes per multi-frame message).

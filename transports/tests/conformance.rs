@@ -1,9 +1,9 @@
 //! Carrier conformance suite, written once and run for every transport.
 //!
 //! Each case in [`cases`] is a generic async function taking a *factory*: something that, called
-//! with no argument, yields a connected `(client, server)` carrier pair. [`conformance_suite!`]
-//! instantiates every case as a `#[tokio::test]` for one factory. A new transport (QUIC) adds a
-//! factory function and one `conformance_suite!(quic, quic_pair);` line.
+//! with no argument, yields a connected `(client, server)` carrier pair, and the [`Unit`] the
+//! carrier keeps intact. [`conformance_suite!`] instantiates every case as a `#[tokio::test]` for
+//! one factory. A new transport adds a factory function and one `conformance_suite!` line.
 //!
 //! Transport-specific tests (WebSocket upgrade details, in-memory delay and cut) follow below.
 //! Only loopback is used; waits are bounded by [`GUARD`] and never used to order events.
@@ -61,6 +61,78 @@ fn pattern(seed: usize, len: usize) -> Bytes {
     base().slice(offset..offset + len)
 }
 
+/// What a carrier keeps intact, so what the cases may send through it.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    /// Any byte string up to `MAX_MESSAGE_BYTES` comes out of one `recv` as it went into one
+    /// `send` (WebSocket, in-memory).
+    Message,
+    /// Only protocol frames (9-byte header, payload up to 65,536 bytes) are carried, and `recv`
+    /// yields them one at a time (QUIC, whose streams are byte streams). The cases then wrap
+    /// each of their messages into one DATA frame.
+    #[cfg_attr(not(feature = "quic"), allow(dead_code))]
+    Frame,
+}
+
+/// Frame header length and largest frame payload (PROTOCOL.md "Frames").
+const FRAME_HEADER: usize = 9;
+const MAX_FRAME_PAYLOAD: usize = 65_536;
+
+impl Unit {
+    /// Largest content a case may put in one message.
+    fn max_content(self) -> usize {
+        match self {
+            Unit::Message => MAX_MESSAGE_BYTES,
+            Unit::Frame => MAX_FRAME_PAYLOAD,
+        }
+    }
+
+    /// `content` as one message: as is, or as the payload of a DATA frame on stream 1 (whose
+    /// header declares the content's length even past the limit, to test the refusal).
+    fn wrap(self, content: Bytes) -> Bytes {
+        match self {
+            Unit::Message => content,
+            Unit::Frame => {
+                let mut v = Vec::with_capacity(FRAME_HEADER + content.len());
+                v.push(0x12);
+                v.extend_from_slice(&1u32.to_be_bytes());
+                v.extend_from_slice(&u32::try_from(content.len()).unwrap().to_be_bytes());
+                v.extend_from_slice(&content);
+                v.into()
+            }
+        }
+    }
+
+    /// The content of a received message, after checking the frame header around it.
+    fn unwrap(self, got: &[u8], content_len: usize) -> &[u8] {
+        match self {
+            Unit::Message => got,
+            Unit::Frame => {
+                assert!(got.len() >= FRAME_HEADER, "frame shorter than its header");
+                assert_eq!(got[..5], [0x12, 0, 0, 0, 1], "frame header");
+                assert_eq!(
+                    got[5..9],
+                    u32::try_from(content_len).unwrap().to_be_bytes(),
+                    "frame length"
+                );
+                &got[FRAME_HEADER..]
+            }
+        }
+    }
+
+    fn pattern(self, seed: usize, len: usize) -> Bytes {
+        self.wrap(pattern(seed, len))
+    }
+
+    fn numbered(self, i: u32, len: usize) -> Bytes {
+        self.wrap(numbered(i, len))
+    }
+
+    fn check_numbered(self, got: &[u8], i: u32, len: usize) {
+        check_numbered(self.unwrap(got, len), i, len)
+    }
+}
+
 /// A message carrying its sequence number in the first 4 bytes, `len >= 4` bytes in all.
 fn numbered(i: u32, len: usize) -> Bytes {
     let mut v = Vec::with_capacity(len);
@@ -108,7 +180,7 @@ mod cases {
     use super::*;
 
     /// Message boundaries hold for sizes around the WebSocket length-encoding steps, both ways.
-    pub async fn message_boundaries<F, Fut>(make: F)
+    pub async fn message_boundaries<F, Fut>(make: F, unit: Unit)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = (Carrier, Carrier)>,
@@ -133,7 +205,8 @@ mod cases {
             let messages: Vec<Bytes> = SIZES
                 .iter()
                 .enumerate()
-                .map(|(i, &len)| pattern(i, len))
+                .filter(|&(_, &len)| len <= unit.max_content())
+                .map(|(i, &len)| unit.pattern(i, len))
                 .collect();
             let sender = spawn_sender(tx, messages.clone());
             for expected in &messages {
@@ -149,9 +222,9 @@ mod cases {
         }
     }
 
-    /// A message of exactly MAX_MESSAGE_BYTES passes; one byte more is refused by the receiver
+    /// A message of exactly the unit's maximum passes; one byte more is refused by the receiver
     /// with `InvalidData` (whatever the sender saw), in both directions.
-    pub async fn size_limit<F, Fut>(make: F)
+    pub async fn size_limit<F, Fut>(make: F, unit: Unit)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = (Carrier, Carrier)>,
@@ -163,13 +236,13 @@ mod cases {
             } else {
                 (server.tx, client.rx, (client.tx, server.rx))
             };
-            let max = pattern(3, MAX_MESSAGE_BYTES);
+            let max = unit.pattern(3, unit.max_content());
             tx.send(max.clone()).await.unwrap();
             assert!(recv_some(&mut rx).await == max);
 
             // The receiver may stop reading half-way, so the send can block or fail.
             let sender = tokio::spawn(async move {
-                let _ = tx.send(pattern(4, MAX_MESSAGE_BYTES + 1)).await;
+                let _ = tx.send(unit.pattern(4, unit.max_content() + 1)).await;
                 tx
             });
             let err = rx.recv().await.expect_err("oversized message accepted");
@@ -184,23 +257,26 @@ mod cases {
     }
 
     /// 1,000 messages of varying sizes arrive in order.
-    pub async fn thousand_in_order<F, Fut>(make: F)
+    pub async fn thousand_in_order<F, Fut>(make: F, unit: Unit)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = (Carrier, Carrier)>,
     {
         let (client, mut server) = make().await;
         let len = |i: u32| 4 + (i as usize * 37) % 3000;
-        let sender = spawn_sender(client.tx, (0..1000).map(|i| numbered(i, len(i))).collect());
+        let sender = spawn_sender(
+            client.tx,
+            (0..1000).map(|i| unit.numbered(i, len(i))).collect(),
+        );
         for i in 0..1000 {
-            check_numbered(&recv_some(&mut server.rx).await, i, len(i));
+            unit.check_numbered(&recv_some(&mut server.rx).await, i, len(i));
         }
         sender.await.unwrap();
     }
 
     /// A clean close is seen by the peer as `Ok(None)` after the messages sent before it, and
     /// again on every later `recv`; the closed side can no longer send; close is idempotent.
-    pub async fn clean_close<F, Fut>(make: F)
+    pub async fn clean_close<F, Fut>(make: F, unit: Unit)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = (Carrier, Carrier)>,
@@ -213,11 +289,11 @@ mod cases {
                 (server, client)
             };
             for i in 0..3 {
-                closer.tx.send(numbered(i, 100)).await.unwrap();
+                closer.tx.send(unit.numbered(i, 100)).await.unwrap();
             }
             closer.tx.close().await.unwrap();
             for i in 0..3 {
-                check_numbered(&recv_some(&mut peer.rx).await, i, 100);
+                unit.check_numbered(&recv_some(&mut peer.rx).await, i, 100);
             }
             assert!(
                 peer.rx.recv().await.unwrap().is_none(),
@@ -233,7 +309,7 @@ mod cases {
     }
 
     /// Dropping a carrier without closing it is not a clean close: the peer's `recv` errors.
-    pub async fn drop_is_not_clean<F, Fut>(make: F)
+    pub async fn drop_is_not_clean<F, Fut>(make: F, _unit: Unit)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = (Carrier, Carrier)>,
@@ -257,13 +333,13 @@ mod cases {
     /// no message and corrupt none. The sender sends each message only once the previous one
     /// arrived, so the receiver is usually waiting on a message still in flight when it is
     /// cancelled.
-    pub async fn cancelled_recv_loses_nothing<F, Fut>(make: F)
+    pub async fn cancelled_recv_loses_nothing<F, Fut>(make: F, unit: Unit)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = (Carrier, Carrier)>,
     {
         const N: u32 = 200;
-        let len = |i: u32| 4 + (i as usize * 7919) % 150_000;
+        let len = move |i: u32| 4 + (i as usize * 7919) % 150_000.min(unit.max_content() - 4);
         let (client, mut server) = make().await;
         let _client_rx = client.rx;
 
@@ -276,7 +352,9 @@ mod cases {
         let mut tx = client.tx;
         let sender = tokio::spawn(async move {
             for i in 0..N {
-                tx.send(numbered(i, len(i))).await.expect("send failed");
+                tx.send(unit.numbered(i, len(i)))
+                    .await
+                    .expect("send failed");
                 if acks.recv().await.is_none() {
                     break;
                 }
@@ -305,7 +383,7 @@ mod cases {
                     None => cancelled += 1,
                 }
             };
-            check_numbered(&message, next, len(next));
+            unit.check_numbered(&message, next, len(next));
             let _ = ack.send(());
         }
         sender.await.unwrap();
@@ -313,7 +391,7 @@ mod cases {
     }
 
     /// Both directions at once, each half driven by its own task.
-    pub async fn both_directions<F, Fut>(make: F)
+    pub async fn both_directions<F, Fut>(make: F, unit: Unit)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = (Carrier, Carrier)>,
@@ -321,13 +399,13 @@ mod cases {
         const N: u32 = 500;
         let len = |i: u32| 4 + (i as usize * 131) % 20_000;
         let (client, server) = make().await;
-        let messages = || (0..N).map(|i| numbered(i, len(i))).collect::<Vec<_>>();
+        let messages = || (0..N).map(|i| unit.numbered(i, len(i))).collect::<Vec<_>>();
         let up = spawn_sender(client.tx, messages());
         let down = spawn_sender(server.tx, messages());
         let receiver = |mut rx: Box<dyn CarrierRx>| {
             tokio::spawn(async move {
                 for i in 0..N {
-                    check_numbered(&recv_some(&mut rx).await, i, len(i));
+                    unit.check_numbered(&recv_some(&mut rx).await, i, len(i));
                 }
                 rx
             })
@@ -342,45 +420,49 @@ mod cases {
     }
 }
 
-/// Instantiates every case of [`cases`] as a test for one factory.
+/// Instantiates every case of [`cases`] as a test for one factory; the unit defaults to
+/// [`Unit::Message`].
 macro_rules! conformance_suite {
     ($name:ident, $factory:ident) => {
+        conformance_suite!($name, $factory, Unit::Message);
+    };
+    ($name:ident, $factory:ident, $unit:expr) => {
         mod $name {
             use super::*;
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn message_boundaries() {
-                guarded(cases::message_boundaries($factory)).await
+                guarded(cases::message_boundaries($factory, $unit)).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn size_limit() {
-                guarded(cases::size_limit($factory)).await
+                guarded(cases::size_limit($factory, $unit)).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn thousand_in_order() {
-                guarded(cases::thousand_in_order($factory)).await
+                guarded(cases::thousand_in_order($factory, $unit)).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn clean_close() {
-                guarded(cases::clean_close($factory)).await
+                guarded(cases::clean_close($factory, $unit)).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn drop_is_not_clean() {
-                guarded(cases::drop_is_not_clean($factory)).await
+                guarded(cases::drop_is_not_clean($factory, $unit)).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn cancelled_recv_loses_nothing() {
-                guarded(cases::cancelled_recv_loses_nothing($factory)).await
+                guarded(cases::cancelled_recv_loses_nothing($factory, $unit)).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn both_directions() {
-                guarded(cases::both_directions($factory)).await
+                guarded(cases::both_directions($factory, $unit)).await
             }
         }
     };
@@ -389,6 +471,8 @@ macro_rules! conformance_suite {
 conformance_suite!(mem_suite, mem_pair);
 conformance_suite!(ws_suite, ws_pair);
 conformance_suite!(wss_suite, wss_pair);
+#[cfg(feature = "quic")]
+conformance_suite!(quic_suite, quic_pair, Unit::Frame);
 
 // ---------------------------------------------------------------------------------------------
 // Factories
@@ -431,6 +515,28 @@ async fn wss_pair() -> (Carrier, Carrier) {
         .await
         .unwrap();
     (client, server.next().await.carrier)
+}
+
+/// A QUIC carrier pair on loopback, the server pinned by fingerprint. Acceptor and transport are
+/// dropped on return: the connection lives on through the carriers.
+#[cfg(feature = "quic")]
+async fn quic_pair() -> (Carrier, Carrier) {
+    use underpass_transports::quic::{QuicAcceptor, QuicServerCert, QuicTransport, QuicTrust};
+    let cert = QuicServerCert::self_signed(&["127.0.0.1".to_owned()]).unwrap();
+    let trust = QuicTrust::PinnedSha256(cert.fingerprint_sha256());
+    let mut acceptor = QuicAcceptor::bind(([127, 0, 0, 1], 0).into(), cert).unwrap();
+    let mut client = QuicTransport::new(trust)
+        .unwrap()
+        .connect(&endpoint(format!("quic://{}", acceptor.local_addr())))
+        .await
+        .unwrap();
+    // A QUIC stream reaches the server with its first bytes, as HELLO would: send one frame
+    // and take it off again so that the pair starts empty.
+    let hello = Unit::Frame.pattern(0, 2);
+    client.tx.send(hello.clone()).await.unwrap();
+    let mut server = acceptor.accept().await.unwrap();
+    assert_eq!(recv_some(&mut server.rx).await, hello);
+    (client, server)
 }
 
 /// What the test server saw of one accepted upgrade.
