@@ -430,3 +430,60 @@ async fn demo_serves_its_page_events_and_websocket() {
     let echo = within(10, ws.next()).await.unwrap().unwrap();
     assert_eq!(echo.into_text().unwrap().as_str(), "hello");
 }
+
+#[cfg(feature = "quic")]
+#[tokio::test]
+async fn quic_cert_cache_keeps_the_fingerprint_and_clients_pin_it() {
+    let dir = std::env::temp_dir().join(format!("underpass-quic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cache = dir.join("cert.pem");
+    let cache_s = cache.to_str().unwrap().to_string();
+    let args = [
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--token",
+        "tok",
+        "--domain",
+        "example.test",
+        "--quic-listen",
+        "127.0.0.1:0",
+        "--tls-cert-cache",
+        cache_s.as_str(),
+    ];
+    let mut first = spawn(&args, &[]);
+    let fp1 = first.expect_line("quic-cert-sha256: ").await;
+    drop(first);
+    let mut second = spawn(&args, &[]);
+    let control = second.expect_line("control: ws://").await;
+    let addr: SocketAddr = control
+        .trim_end_matches("/__underpass__/control")
+        .parse()
+        .unwrap();
+    let quic = second.expect_line("quic: ").await;
+    let fp2 = second.expect_line("quic-cert-sha256: ").await;
+    assert_eq!(fp1, fp2, "a cached certificate keeps its fingerprint");
+    assert_eq!(fp1.len(), 64);
+
+    // Without a pin or CA the client explains how to get one.
+    let err = run_failing(&["http", "3000", "--server", &quic, "--token", "tok"], &[]).await;
+    assert!(err.contains("quic-cert-sha256"), "{err}");
+    // With the pin it serves over QUIC.
+    let port = app("quic").await.to_string();
+    let mut client = spawn(
+        &[
+            "http",
+            &port,
+            "--server",
+            &quic,
+            "--token",
+            "tok",
+            "--subdomain",
+            "q",
+        ],
+        &[("UNDERPASS_SERVER_CERT_SHA256", fp2.as_str())],
+    );
+    assert_eq!(client.expect_line("subdomain: ").await, "q");
+    assert_eq!(wait_routed(addr, "q.example.test").await, "app quic /");
+    let _ = std::fs::remove_dir_all(&dir);
+}

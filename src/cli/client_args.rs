@@ -26,9 +26,16 @@ pub struct ClientArgs {
     /// Parallel carriers (1 = protocol v1, more = v2 striping).
     #[arg(long, env = "UNDERPASS_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub connections: u32,
-    /// Carrier transport.
+    /// Carrier transport (a quic:// server URL implies quic).
     #[arg(long, value_enum, default_value_t = TransportChoice::Ws)]
     pub transport: TransportChoice,
+    /// QUIC: trust exactly the server certificate with this SHA-256 (the server prints it as
+    /// `quic-cert-sha256: ...`).
+    #[arg(long, env = "UNDERPASS_SERVER_CERT_SHA256")]
+    pub server_cert_sha256: Option<String>,
+    /// QUIC: trust server certificates issued by the CA certificates in this PEM file.
+    #[arg(long)]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl ClientArgs {
@@ -40,11 +47,8 @@ impl ClientArgs {
             .filter(|t| !t.is_empty())
             .ok_or("a token is required: pass --token or set UNDERPASS_TOKEN (the server prints it as 'token: ...')")?;
         let scheme = self.server.split("://").next().unwrap_or("");
-        let quic = self.transport == TransportChoice::Quic || scheme == "quic";
-        if quic {
-            return Err(
-                "the QUIC transport is not available in this build yet; use ws:// or wss://".into(),
-            );
+        if self.is_quic() {
+            return self.quic_options(token);
         }
         if !matches!(scheme, "ws" | "wss" | "http" | "https") || !self.server.contains("://") {
             return Err(format!(
@@ -55,6 +59,38 @@ impl ClientArgs {
         Ok(ClientOptions::new(self.server.clone(), token).connections(self.connections))
     }
 
+    #[cfg(feature = "quic")]
+    fn quic_options(&self, token: String) -> Result<ClientOptions, String> {
+        use underpass_transports::quic::{parse_fingerprint, QuicTransport, QuicTrust};
+        if !self.server.starts_with("quic://") {
+            return Err(format!(
+                "--transport quic needs --server quic://HOST:PORT (the server's --quic-listen), got '{}'",
+                self.server
+            ));
+        }
+        let trust =
+            match (&self.server_cert_sha256, &self.ca) {
+                (Some(pin), _) => QuicTrust::PinnedSha256(
+                    parse_fingerprint(pin).map_err(|e| format!("--server-cert-sha256: {e}"))?,
+                ),
+                (None, Some(ca)) => QuicTrust::CaFile(ca.clone()),
+                (None, None) => return Err(
+                    "QUIC needs to know the server's certificate: pass --server-cert-sha256 HEX \
+                     (the server prints it as 'quic-cert-sha256: ...') or --ca FILE"
+                        .into(),
+                ),
+            };
+        let transport = QuicTransport::new(trust).map_err(|e| e.to_string())?;
+        Ok(ClientOptions::new(self.server.clone(), token)
+            .connections(self.connections)
+            .transport(std::sync::Arc::new(transport)))
+    }
+
+    #[cfg(not(feature = "quic"))]
+    fn quic_options(&self, _token: String) -> Result<ClientOptions, String> {
+        Err("this build has no QUIC support (cargo feature 'quic'); use ws:// or wss://".into())
+    }
+
     /// Scheme, host and explicit port of the server URL, for printing public URLs.
     pub fn public_base(&self) -> (String, String, Option<u16>) {
         let (scheme, rest) = self
@@ -62,15 +98,36 @@ impl ClientArgs {
             .split_once("://")
             .unwrap_or(("ws", &self.server));
         let secure = matches!(scheme, "wss" | "https");
+        // A quic:// URL names the UDP port, not the public HTTP one.
+        let quic = scheme == "quic";
         let authority = rest.split('/').next().unwrap_or("");
         let (host, port) = split_host_port(authority);
         let default = if secure { 443 } else { 80 };
-        let port = port.filter(|p| *p != default);
+        let port = port.filter(|p| *p != default && !quic);
         (
             if secure { "https" } else { "http" }.to_string(),
             host.to_string(),
             port,
         )
+    }
+
+    /// True when the carriers are QUIC.
+    pub fn is_quic(&self) -> bool {
+        self.transport == TransportChoice::Quic || self.server.starts_with("quic://")
+    }
+
+    /// The URL to print for a route: derived from `--server`, or over QUIC (whose URL does not
+    /// name the public HTTP port) the server's own `publicUrl` when it gave one.
+    pub fn printable_route_url(
+        &self,
+        route: &str,
+        domain: Option<&str>,
+        server_url: Option<&str>,
+    ) -> String {
+        match server_url {
+            Some(url) if self.is_quic() => url.to_string(),
+            _ => self.route_url(route, domain),
+        }
     }
 
     /// The public URL of host route `route` (`@` = root) on domain `domain`.
@@ -115,6 +172,8 @@ mod tests {
             token: Some("t".into()),
             connections: 4,
             transport: TransportChoice::Ws,
+            server_cert_sha256: None,
+            ca: None,
         }
     }
 

@@ -106,7 +106,11 @@ pub async fn run(args: HttpArgs) -> Result<(), String> {
                 }
                 println!(
                     "public: {}",
-                    client.route_url(&name, session.hello().domain.as_deref())
+                    client.printable_route_url(
+                        &name,
+                        session.hello().domain.as_deref(),
+                        binding.public_url()
+                    )
                 );
                 if binding.container_port() != 0 {
                     if let Some(url) = binding.public_url() {

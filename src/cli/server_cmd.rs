@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -77,6 +78,18 @@ pub struct ServerArgs {
     /// Seconds a visitor waits for the response head before 504.
     #[arg(long, default_value = "60", value_parser = parse::seconds)]
     pub response_timeout: Duration,
+    /// QUIC (UDP) listener for clients on trusted hosts; off unless given.
+    #[arg(long, env = "UNDERPASS_QUIC_LISTEN")]
+    pub quic_listen: Option<SocketAddr>,
+    /// PEM certificate chain for QUIC (with --tls-key); default: a self-signed one.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for QUIC.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Keep the self-signed QUIC certificate in this file so restarts keep its fingerprint.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub tls_cert_cache: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -116,15 +129,47 @@ impl ServerArgs {
                 allow_privileged_ports: self.allow_privileged_ports,
                 public_url_template: self.public_url_template.clone(),
                 limits,
+                #[cfg(feature = "quic")]
+                quic: self.quic()?,
             },
             generated,
         ))
     }
 }
 
+impl ServerArgs {
+    /// The QUIC listener settings: a given certificate, a cached self-signed one, or a fresh one.
+    #[cfg(feature = "quic")]
+    fn quic(&self) -> Result<Option<crate::server::QuicListen>, String> {
+        use underpass_transports::quic::QuicServerCert;
+        let Some(addr) = self.quic_listen else {
+            if self.tls_cert.is_some() || self.tls_cert_cache.is_some() {
+                return Err("--tls-cert / --tls-cert-cache need --quic-listen".into());
+            }
+            return Ok(None);
+        };
+        let mut names = vec!["localhost".to_string(), addr.ip().to_string()];
+        if let Some(d) = &self.domain {
+            names.insert(0, d.clone());
+        }
+        let cert = match (&self.tls_cert, &self.tls_key, &self.tls_cert_cache) {
+            (Some(c), Some(k), _) => QuicServerCert::from_pem_files(c, k),
+            (_, _, Some(cache)) => QuicServerCert::load_or_create(cache, &names),
+            _ => QuicServerCert::self_signed(&names),
+        }
+        .map_err(|e| format!("QUIC certificate: {e}"))?;
+        Ok(Some(crate::server::QuicListen { addr, cert }))
+    }
+}
+
 /// Runs the server until Ctrl-C or SIGTERM, then drains.
 pub async fn run(args: ServerArgs) -> Result<(), String> {
     let (config, generated) = args.config()?;
+    #[cfg(feature = "quic")]
+    let fingerprint = config
+        .quic
+        .as_ref()
+        .map(|q| q.cert.fingerprint_sha256_hex());
     let token = config.token.clone();
     let domain = config.domain.clone();
     let server = Server::start(config).await.map_err(|e| e.to_string())?;
@@ -135,6 +180,11 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
     let host = domain.unwrap_or_else(|| addr.ip().to_string());
     println!("public: http://{host}:{}", addr.port());
     println!("control: ws://{addr}{CONTROL_PATH}");
+    #[cfg(feature = "quic")]
+    if let (Some(quic), Some(fp)) = (server.quic_addr(), fingerprint) {
+        println!("quic: quic://{quic}");
+        println!("quic-cert-sha256: {fp}");
+    }
     tracing::info!(%addr, "server listening");
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -28,6 +28,12 @@ pub struct StartArgs {
     /// Carriers (overrides the file).
     #[arg(long, env = "UNDERPASS_CONNECTIONS")]
     pub connections: Option<u32>,
+    /// QUIC: pinned server certificate SHA-256 (for a quic:// server).
+    #[arg(long, env = "UNDERPASS_SERVER_CERT_SHA256")]
+    pub server_cert_sha256: Option<String>,
+    /// QUIC: CA file (for a quic:// server).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
 }
 
 /// The config file. Unknown keys are errors, reported with their line.
@@ -189,6 +195,8 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
             .unwrap_or(4)
             .clamp(1, 16),
         transport: TransportChoice::Ws,
+        server_cert_sha256: args.server_cert_sha256.clone(),
+        ca: args.ca.clone(),
     };
     let opts = client.options()?;
     let http: Vec<(u16, HttpExpose)> = file
@@ -223,7 +231,11 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
                 if first {
                     println!(
                         "http 127.0.0.1:{port} -> {}",
-                        client.route_url(&name, session.hello().domain.as_deref())
+                        client.printable_route_url(
+                            &name,
+                            session.hello().domain.as_deref(),
+                            b.public_url()
+                        )
                     );
                 }
                 out.push(b);

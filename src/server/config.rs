@@ -73,6 +73,19 @@ pub struct ServerConfig {
     pub public_url_template: String,
     /// Limits.
     pub limits: Limits,
+    /// QUIC listener, when enabled.
+    #[cfg(feature = "quic")]
+    pub quic: Option<QuicListen>,
+}
+
+/// Where the QUIC listener binds and the certificate it presents.
+#[cfg(feature = "quic")]
+#[derive(Debug, Clone)]
+pub struct QuicListen {
+    /// UDP address.
+    pub addr: SocketAddr,
+    /// Certificate and key (given, or self-signed and pinned by clients).
+    pub cert: underpass_transports::quic::QuicServerCert,
 }
 
 impl ServerConfig {
@@ -88,6 +101,8 @@ impl ServerConfig {
             allow_privileged_ports: false,
             public_url_template: "http://{host}:{port}".into(),
             limits: Limits::default(),
+            #[cfg(feature = "quic")]
+            quic: None,
         }
     }
 }

@@ -7,6 +7,8 @@ mod handshake;
 mod health;
 mod listener;
 mod ports;
+#[cfg(feature = "quic")]
+mod quic;
 mod routes;
 mod session_task;
 mod sessions;
@@ -19,6 +21,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+#[cfg(feature = "quic")]
+pub use config::QuicListen;
 pub use config::{Limits, ServerConfig};
 pub use listener::{CONTROL_PATH, RESERVED_PREFIX};
 pub use state::ServerState;
@@ -30,6 +34,7 @@ use crate::mux::Session;
 pub struct Server {
     state: Arc<ServerState>,
     accept: JoinHandle<()>,
+    quic: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 impl Server {
@@ -39,13 +44,31 @@ impl Server {
             io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
         })?;
         let local_addr = listener.local_addr()?;
+        #[cfg(feature = "quic")]
+        let quic_listen = config.quic.clone();
         let state = Arc::new(ServerState::new(config, local_addr));
         let accept = tokio::spawn(listener::accept_loop(
             state.clone(),
             listener,
             listener::ListenerKind::Main,
         ));
-        Ok(Self { state, accept })
+        #[cfg(feature = "quic")]
+        let quic = match quic_listen {
+            Some(q) => Some(quic::start(state.clone(), q)?),
+            None => None,
+        };
+        #[cfg(not(feature = "quic"))]
+        let quic = None;
+        Ok(Self {
+            state,
+            accept,
+            quic,
+        })
+    }
+
+    /// Address of the QUIC listener, when one runs.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Address of the main listener.
@@ -77,6 +100,9 @@ impl Server {
     pub async fn shutdown(self) {
         self.state.set_draining();
         self.accept.abort();
+        if let Some((_, task)) = &self.quic {
+            task.abort();
+        }
         for (_, session) in self.sessions() {
             session.close(crate::proto::ErrorCode::NO_ERROR, "server shutting down");
         }
