@@ -47,7 +47,10 @@ async fn takeover_resets_the_old_holders_streams_and_moves_the_port() {
 
     let new = ClientSession::connect(&opts).await.unwrap();
     let second = new
-        .bind(tcp_expose(first.container_port(), true), StreamHandler::Tcp(echo))
+        .bind(
+            tcp_expose(first.container_port(), true),
+            StreamHandler::Tcp(echo),
+        )
         .await
         .unwrap();
     assert_eq!(second.container_port(), first.container_port());
@@ -58,7 +61,10 @@ async fn takeover_resets_the_old_holders_streams_and_moves_the_port() {
     assert!(reason.contains("taken over"), "{reason}");
     let mut rest = Vec::new();
     let end = within(5, visitor.read_to_end(&mut rest)).await;
-    assert!(end.is_err() || rest.is_empty(), "old connection must end, got {rest:?}");
+    assert!(
+        end.is_err() || rest.is_empty(),
+        "old connection must end, got {rest:?}"
+    );
 
     // New visitors reach the new holder.
     let got = within(10, async {

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand, flags > `UNDERPASS_*` env > config file > defaults.
 
+mod bench_cmd;
 mod client_args;
 mod demo;
 mod demo_app;
@@ -44,6 +45,8 @@ pub enum Command {
     Start(start_cmd::StartArgs),
     /// Server, client and a small app in one process: open the printed URL.
     Demo(demo::DemoArgs),
+    /// Measure throughput, request rate, latency and CPU cost of the tunnel on this machine.
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// Empty `UNDERPASS_*` variables count as unset (call before starting threads), so `UNDERPASS_TOKEN=` does not shadow a
@@ -73,5 +76,6 @@ pub async fn main() -> Result<(), String> {
         Command::Forward(a) => tcp_cmd::run_forward(a).await,
         Command::Start(a) => start_cmd::run(a).await,
         Command::Demo(a) => demo::run(a).await,
+        Command::Bench(a) => bench_cmd::run(a).await,
     }
 }

@@ -241,13 +241,6 @@ fn udp_socket(addr: SocketAddr, buffer: usize) -> io::Result<std::net::UdpSocket
         .ok()
         .and_then(|a| a.as_socket())
         .unwrap_or(addr);
-    tracing::info!(
-        %local,
-        recv_buffer = recv,
-        send_buffer = send,
-        asked = buffer,
-        "QUIC UDP socket buffers"
-    );
     // Linux reports twice the usable size (the other half is its bookkeeping).
     let usable = |reported: usize| {
         if cfg!(target_os = "linux") {
@@ -256,6 +249,13 @@ fn udp_socket(addr: SocketAddr, buffer: usize) -> io::Result<std::net::UdpSocket
             reported
         }
     };
+    tracing::info!(
+        %local,
+        recv_buffer = usable(recv),
+        send_buffer = usable(send),
+        asked = buffer,
+        "QUIC UDP socket buffers"
+    );
     if usable(recv) < buffer {
         tracing::warn!(
             %local,
