@@ -67,7 +67,13 @@ pub fn drop_empty_env() {
 /// Call [`drop_empty_env`] first, before any thread exists.
 pub async fn main() -> Result<(), String> {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // Per-request log lines would measure the logger, not the tunnel.
+    let level = if matches!(cli.command, Command::Bench(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    logging::init(cli.log_format, level);
     match cli.command {
         Command::Server(a) => server_cmd::run(a).await,
         Command::Http(a) => http_cmd::run(a).await,

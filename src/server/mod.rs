@@ -35,6 +35,8 @@ pub struct Server {
     state: Arc<ServerState>,
     accept: JoinHandle<()>,
     quic: Option<(SocketAddr, JoinHandle<()>)>,
+    #[cfg(feature = "quic")]
+    quic_pin: Option<[u8; 32]>,
 }
 
 impl Server {
@@ -46,6 +48,8 @@ impl Server {
         let local_addr = listener.local_addr()?;
         #[cfg(feature = "quic")]
         let quic_listen = config.quic.clone();
+        #[cfg(feature = "quic")]
+        let quic_pin = quic_listen.as_ref().map(|q| q.cert.fingerprint_sha256());
         let state = Arc::new(ServerState::new(config, local_addr));
         let accept = tokio::spawn(listener::accept_loop(
             state.clone(),
@@ -63,7 +67,15 @@ impl Server {
             state,
             accept,
             quic,
+            #[cfg(feature = "quic")]
+            quic_pin,
         })
+    }
+
+    /// SHA-256 of the QUIC certificate, for clients to pin.
+    #[cfg(feature = "quic")]
+    pub fn quic_cert_sha256(&self) -> Option<[u8; 32]> {
+        self.quic_pin
     }
 
     /// Address of the QUIC listener, when one runs.
