@@ -278,7 +278,6 @@ pub fn release_all(state: &Arc<ServerState>, entry: &Arc<SessionEntry>) {
 
 /// Serves a stream the client opened: only `forward` bindings may do that.
 pub fn serve_client_stream(
-    state: &Arc<ServerState>,
     entry: &Arc<SessionEntry>,
     mut stream: MuxStream,
     open: StreamOpen,
@@ -294,7 +293,6 @@ pub fn serve_client_stream(
         stream.reset(ErrorCode::REFUSED_STREAM, "no forward binding with that id");
         return;
     };
-    let _ = state;
     tokio::spawn(async move {
         match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
             Ok(tcp) => {
