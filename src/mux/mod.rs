@@ -14,7 +14,9 @@ mod inbound;
 mod outbox;
 mod state;
 mod stream;
+mod stream_ops;
 mod stream_slot;
+mod transmit;
 
 pub use config::{MuxConfig, Role};
 pub use driver::{Session, SessionEvent};
