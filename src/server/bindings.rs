@@ -277,11 +277,7 @@ pub fn release_all(state: &Arc<ServerState>, entry: &Arc<SessionEntry>) {
 }
 
 /// Serves a stream the client opened: only `forward` bindings may do that.
-pub fn serve_client_stream(
-    entry: &Arc<SessionEntry>,
-    mut stream: MuxStream,
-    open: StreamOpen,
-) {
+pub fn serve_client_stream(entry: &Arc<SessionEntry>, mut stream: MuxStream, open: StreamOpen) {
     let target = {
         let bindings = entry.bindings();
         bindings

@@ -1,0 +1,143 @@
+//! The two halves of a QUIC carrier: one bidirectional stream of a connection.
+
+use std::io;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use quinn::VarInt;
+
+use super::errors::{connection_error, read_error, write_error};
+use super::framing::FrameReader;
+use super::{ALPN_STR, CODE_DROPPED};
+use crate::{Carrier, CarrierInfo, CarrierRx, CarrierTx};
+
+pub(super) fn carrier(
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    conn: quinn::Connection,
+) -> Carrier {
+    let info = CarrierInfo {
+        transport: "quic",
+        peer: Some(conn.remote_address()),
+        subprotocol: Some(ALPN_STR.to_owned()),
+        bearer: None,
+    };
+    Carrier {
+        tx: Box::new(QuicTx {
+            stream: send,
+            conn,
+            closed: false,
+        }),
+        rx: Box::new(QuicRx {
+            stream: recv,
+            reader: FrameReader::default(),
+            state: RxState::Open,
+        }),
+        info,
+    }
+}
+
+struct QuicTx {
+    stream: quinn::SendStream,
+    /// To report a dead connection from `close`, which the stream alone does not tell.
+    conn: quinn::Connection,
+    closed: bool,
+}
+
+#[async_trait]
+impl CarrierTx for QuicTx {
+    async fn send(&mut self, message: Bytes) -> io::Result<()> {
+        if self.closed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "QUIC carrier is closed",
+            ));
+        }
+        // Hands the buffer itself to quinn: no copy. Resolves once quinn has taken all of it,
+        // which waits while QUIC flow control or the send window is exhausted.
+        self.stream.write_chunk(message).await.map_err(write_error)
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        if let Some(e) = self.conn.close_reason() {
+            return Err(connection_error(e));
+        }
+        self.closed = true;
+        // Sends FIN after the queued data; quinn delivers it as long as the connection lives,
+        // which the client transport and the server's connection task ensure.
+        self.stream.finish().map_err(|_| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "QUIC carrier was already reset")
+        })
+    }
+}
+
+impl Drop for QuicTx {
+    fn drop(&mut self) {
+        // quinn would finish a dropped stream, which the peer would take for a clean close.
+        if !self.closed {
+            let _ = self.stream.reset(VarInt::from_u32(CODE_DROPPED));
+        }
+    }
+}
+
+struct QuicRx {
+    stream: quinn::RecvStream,
+    reader: FrameReader,
+    state: RxState,
+}
+
+/// Where a receiving half stands once it stopped yielding frames.
+#[derive(Clone, Copy)]
+enum RxState {
+    Open,
+    /// The peer finished its side cleanly; every later `recv` returns `Ok(None)`.
+    Closed,
+    /// `recv` returned an error of this kind; every later `recv` fails the same way.
+    Failed(io::ErrorKind),
+}
+
+impl QuicRx {
+    async fn next_frame(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            if let Some(frame) = self.reader.next_frame()? {
+                return Ok(Some(frame));
+            }
+            // Cancel safe: quinn removes a chunk from its buffer only in the poll that returns
+            // it, and the chunk is in `self.reader` before that poll ends.
+            match self.stream.read_chunk(usize::MAX, true).await {
+                Ok(Some(chunk)) => self.reader.pending = chunk.bytes,
+                Ok(None) if self.reader.is_between_frames() => return Ok(None),
+                Ok(None) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "QUIC carrier ended in the middle of a frame",
+                    ))
+                }
+                Err(e) => return Err(read_error(e)),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CarrierRx for QuicRx {
+    async fn recv(&mut self) -> io::Result<Option<Bytes>> {
+        match self.state {
+            RxState::Open => {}
+            RxState::Closed => return Ok(None),
+            RxState::Failed(kind) => {
+                return Err(io::Error::new(kind, "QUIC carrier failed earlier"))
+            }
+        }
+        let result = self.next_frame().await;
+        match &result {
+            Ok(Some(_)) => {}
+            Ok(None) => self.state = RxState::Closed,
+            Err(e) => self.state = RxState::Failed(e.kind()),
+        }
+        result
+    }
+}
