@@ -1,6 +1,11 @@
 //! The `underpass` command line.
 #![forbid(unsafe_code)]
 
+// mimalloc keeps the 64-256 KiB message buffers of the data path in its pools; with glibc's
+// malloc large buffers are often fresh pages that fault in on first touch.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     underpass::cli::drop_empty_env();
     let runtime = match tokio::runtime::Runtime::new() {
