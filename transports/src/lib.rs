@@ -16,6 +16,7 @@ use bytes::Bytes;
 pub mod mem;
 #[cfg(feature = "quic")]
 pub mod quic;
+mod rx_end;
 pub mod ws;
 
 /// Largest message a carrier must carry (PROTOCOL.md: 262,144 bytes per multi-frame message).

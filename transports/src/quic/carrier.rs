@@ -1,5 +1,6 @@
 //! The two halves of a QUIC carrier: one bidirectional stream of a connection.
 
+use crate::rx_end::RxEnd;
 use std::io;
 
 use async_trait::async_trait;
@@ -31,7 +32,7 @@ pub(super) fn carrier(
         rx: Box::new(QuicRx {
             stream: recv,
             reader: FrameReader::default(),
-            state: RxState::Open,
+            state: RxEnd::Open,
         }),
         info,
     }
@@ -86,17 +87,7 @@ impl Drop for QuicTx {
 struct QuicRx {
     stream: quinn::RecvStream,
     reader: FrameReader,
-    state: RxState,
-}
-
-/// Where a receiving half stands once it stopped yielding frames.
-#[derive(Clone, Copy)]
-enum RxState {
-    Open,
-    /// The peer finished its side cleanly; every later `recv` returns `Ok(None)`.
-    Closed,
-    /// `recv` returned an error of this kind; every later `recv` fails the same way.
-    Failed(io::ErrorKind),
+    state: RxEnd,
 }
 
 impl QuicRx {
@@ -125,19 +116,11 @@ impl QuicRx {
 #[async_trait]
 impl CarrierRx for QuicRx {
     async fn recv(&mut self) -> io::Result<Option<Bytes>> {
-        match self.state {
-            RxState::Open => {}
-            RxState::Closed => return Ok(None),
-            RxState::Failed(kind) => {
-                return Err(io::Error::new(kind, "QUIC carrier failed earlier"))
-            }
+        if let Some(end) = self.state.replay("QUIC carrier") {
+            return end;
         }
         let result = self.next_frame().await;
-        match &result {
-            Ok(Some(_)) => {}
-            Ok(None) => self.state = RxState::Closed,
-            Err(e) => self.state = RxState::Failed(e.kind()),
-        }
+        self.state.record(&result);
         result
     }
 }

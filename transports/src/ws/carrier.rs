@@ -1,5 +1,6 @@
 //! The two halves of a WebSocket carrier: one binary WebSocket message per carrier message.
 
+use crate::rx_end::RxEnd;
 use std::io;
 
 use async_trait::async_trait;
@@ -23,7 +24,7 @@ where
         tx: Box::new(WsTx { sink }),
         rx: Box::new(WsRx {
             stream,
-            state: RxState::Open,
+            state: RxEnd::Open,
         }),
         info,
     }
@@ -58,18 +59,7 @@ where
 
 struct WsRx<S> {
     stream: SplitStream<WebSocketStream<S>>,
-    state: RxState,
-}
-
-/// Where a receiving half stands once it stopped yielding messages. tokio-tungstenite ends its
-/// stream after an error too, which must not turn into a clean `Ok(None)` on the next call.
-#[derive(Clone, Copy)]
-enum RxState {
-    Open,
-    /// The peer closed cleanly; every later `recv` returns `Ok(None)`.
-    Closed,
-    /// `recv` returned an error of this kind; every later `recv` fails the same way.
-    Failed(io::ErrorKind),
+    state: RxEnd,
 }
 
 impl<S> WsRx<S>
@@ -111,21 +101,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async fn recv(&mut self) -> io::Result<Option<Bytes>> {
-        match self.state {
-            RxState::Open => {}
-            RxState::Closed => return Ok(None),
-            RxState::Failed(kind) => {
-                return Err(io::Error::new(kind, "WebSocket carrier failed earlier"))
-            }
+        if let Some(end) = self.state.replay("WebSocket carrier") {
+            return end;
         }
         // Cancel safe: `next` keeps partial frames inside the WebSocketStream, and a message is
         // only taken out of it in the poll that returns it; the state changes only after that.
         let result = self.next_message().await;
-        match &result {
-            Ok(Some(_)) => {}
-            Ok(None) => self.state = RxState::Closed,
-            Err(e) => self.state = RxState::Failed(e.kind()),
-        }
+        self.state.record(&result);
         result
     }
 }
