@@ -78,6 +78,9 @@ pub struct ServerArgs {
     /// Seconds a visitor waits for the response head before 504.
     #[arg(long, default_value = "60", value_parser = parse::seconds)]
     pub response_timeout: Duration,
+    /// Seconds running streams get to finish on SIGTERM/Ctrl-C (readiness answers 503 meanwhile).
+    #[arg(long, env = "UNDERPASS_DRAIN_TIMEOUT", default_value = "10", value_parser = parse::seconds)]
+    pub drain_timeout: Duration,
     /// QUIC (UDP) listener for clients on trusted hosts; off unless given.
     #[arg(long, env = "UNDERPASS_QUIC_LISTEN")]
     pub quic_listen: Option<SocketAddr>,
@@ -165,6 +168,7 @@ impl ServerArgs {
 /// Runs the server until Ctrl-C or SIGTERM, then drains.
 pub async fn run(args: ServerArgs) -> Result<(), String> {
     let (config, generated) = args.config()?;
+    let args_drain = args.drain_timeout;
     #[cfg(feature = "quic")]
     let fingerprint = config
         .quic
@@ -187,8 +191,11 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
     }
     tracing::info!(%addr, "server listening");
     shutdown_signal().await;
-    tracing::info!("shutting down");
-    server.shutdown().await;
+    tracing::info!(
+        drain_secs = args_drain.as_secs_f64(),
+        "draining, then shutting down"
+    );
+    server.shutdown_within(args_drain).await;
     Ok(())
 }
 

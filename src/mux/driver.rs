@@ -144,6 +144,12 @@ impl Session {
         self.shared.update(|st| st.send_control(frame))
     }
 
+    /// Starts a graceful end: GOAWAY now, no new streams, running streams continue until
+    /// [`close`](Self::close).
+    pub fn go_away(&self, code: ErrorCode, message: &str) {
+        self.shared.update(|st| st.go_away(code, message));
+    }
+
     /// Ends the session: GOAWAY is flushed, then the carriers close.
     pub fn close(&self, code: ErrorCode, message: &str) {
         self.shared.update(|st| st.close(code, message));

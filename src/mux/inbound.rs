@@ -40,6 +40,18 @@ impl MuxState {
                 if let Some(c) = self.carriers.get_mut(carrier) {
                     c.last_peer_id = stream_id;
                 }
+                if self.draining {
+                    // We announced GOAWAY: refuse, the peer may retry elsewhere.
+                    self.queue_priority(
+                        carrier,
+                        &Frame::Reset {
+                            stream_id,
+                            code: ErrorCode::REFUSED_STREAM,
+                            reason: "session is going away".into(),
+                        },
+                    );
+                    return Ok(());
+                }
                 if self.streams.len() >= self.cfg.max_streams {
                     self.queue_priority(
                         carrier,

@@ -57,6 +57,8 @@ pub struct MuxState {
     event_waker: Option<Waker>,
     pub(super) closed: Option<(ErrorCode, String)>,
     pub(super) goaway_received: bool,
+    /// We sent GOAWAY but keep running streams: no new streams either way.
+    pub(super) draining: bool,
     next_ping_nonce: u64,
     pub(super) stats: MuxStats,
 }
@@ -76,6 +78,7 @@ impl MuxState {
             event_waker: None,
             closed: None,
             goaway_received: false,
+            draining: false,
             next_ping_nonce: 1,
             stats: MuxStats::default(),
         }
@@ -273,11 +276,13 @@ impl MuxState {
         }
     }
 
-    /// Ends the session from our side: GOAWAY goes out on carrier 0, every stream is reset.
-    pub fn close(&mut self, code: ErrorCode, message: &str) {
-        if self.closed.is_some() {
+    /// Announces the end without cutting anything: GOAWAY goes out, no new streams are opened
+    /// from here on, and running streams finish (then [`close`](Self::close)).
+    pub fn go_away(&mut self, code: ErrorCode, message: &str) {
+        if self.draining || self.closed.is_some() {
             return;
         }
+        self.draining = true;
         self.queue_priority(
             0,
             &Frame::GoAway(GoAway {
@@ -285,6 +290,23 @@ impl MuxState {
                 message: message.to_string(),
             }),
         );
+    }
+
+    /// Ends the session from our side: GOAWAY goes out on carrier 0, every stream is reset.
+    pub fn close(&mut self, code: ErrorCode, message: &str) {
+        if self.closed.is_some() {
+            return;
+        }
+        // A drain already told the peer; one GOAWAY is enough.
+        if !self.draining {
+            self.queue_priority(
+                0,
+                &Frame::GoAway(GoAway {
+                    code,
+                    message: message.to_string(),
+                }),
+            );
+        }
         self.shutdown(code, message);
     }
 

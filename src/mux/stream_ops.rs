@@ -26,7 +26,7 @@ impl MuxState {
     /// Opens a stream: STREAM_OPEN is queued on the least loaded carrier.
     pub fn open_stream(&mut self, open: &StreamOpen) -> Result<u32, MuxError> {
         self.ensure_open()?;
-        if self.goaway_received {
+        if self.goaway_received || self.draining {
             return Err(MuxError::Closed(
                 ErrorCode::NO_ERROR,
                 "peer is going away".into(),

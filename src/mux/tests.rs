@@ -671,3 +671,45 @@ fn a_bindings_streams_are_reset_together() {
         Poll::Pending
     ));
 }
+
+#[test]
+fn going_away_keeps_running_streams_and_refuses_new_ones() {
+    let mut p = Pair::new();
+    let running = open_tcp(&mut p);
+    p.server.go_away(ErrorCode::NO_ERROR, "draining");
+    assert!(
+        p.server.open_stream(&StreamOpen::tcp(1)).is_err(),
+        "no new streams after GOAWAY"
+    );
+    p.pump().unwrap();
+    assert!(matches!(p.client.take_event(), Some(MuxEvent::GoAway(_))));
+    // The client may no longer open streams either, but the running one still carries data.
+    assert!(p.client.open_stream(&StreamOpen::tcp(1)).is_err());
+    p.server
+        .push_data(running, Bytes::from_static(b"still here"))
+        .unwrap();
+    p.pump().unwrap();
+    assert!(
+        matches!(p.client.poll_recv(running, 100, &mut cx()), Poll::Ready(RecvItem::Data(b)) if &b[..] == b"still here")
+    );
+    // A peer that opens anyway is refused.
+    let now = p.now;
+    p.server
+        .handle_frame(
+            0,
+            Frame::StreamOpen {
+                stream_id: 1,
+                open: StreamOpen::tcp(1),
+            },
+            now,
+        )
+        .unwrap();
+    assert!(outgoing(&mut p.server).iter().any(|f| matches!(
+        f,
+        Frame::Reset {
+            stream_id: 1,
+            code: ErrorCode::REFUSED_STREAM,
+            ..
+        }
+    )));
+}

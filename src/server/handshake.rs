@@ -145,6 +145,14 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         server_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         domain: state.config.domain.clone(),
     };
+    if state.is_draining() {
+        return refuse(
+            &mut carrier,
+            ErrorCode::RESOURCE_EXHAUSTED,
+            "server is shutting down",
+        )
+        .await;
+    }
     if state.sessions.len() >= limits.max_sessions {
         return refuse(
             &mut carrier,

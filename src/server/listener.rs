@@ -96,6 +96,7 @@ async fn handle(
         ListenerKind::Main if path.starts_with(RESERVED_PREFIX) => {
             reserved(&state, peer, req).await
         }
+        _ if state.is_draining() => visitor_error::shutting_down().map(full),
         ListenerKind::Main => routed(&state, peer, host.as_deref(), req).await,
         ListenerKind::Dedicated(pick) => forward(&state, peer, host.as_deref(), pick, req).await,
     };

@@ -108,19 +108,39 @@ impl Server {
             .collect()
     }
 
-    /// Stops accepting, ends every session with GOAWAY and waits briefly for them to flush.
-    pub async fn shutdown(self) {
+    /// Graceful stop: readiness turns 503, every session gets GOAWAY and opens no new streams,
+    /// new visitors get 503, and running streams get up to `drain` to finish. Then every session
+    /// is closed and the listeners stop.
+    pub async fn shutdown_within(self, drain: std::time::Duration) {
         self.state.set_draining();
+        for (_, session) in self.sessions() {
+            session.go_away(crate::proto::ErrorCode::NO_ERROR, "server shutting down");
+        }
+        let deadline = tokio::time::Instant::now() + drain;
+        while tokio::time::Instant::now() < deadline && self.streams_running() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         self.accept.abort();
         if let Some((_, task)) = &self.quic {
             task.abort();
         }
         for (_, session) in self.sessions() {
-            session.close(crate::proto::ErrorCode::NO_ERROR, "server shutting down");
+            session.close(crate::proto::ErrorCode::NO_ERROR, "server shut down");
         }
         for entry in self.state.sessions.all() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), entry.session.closed())
                 .await;
         }
+    }
+
+    /// [`shutdown_within`](Self::shutdown_within) with no time for running streams.
+    pub async fn shutdown(self) {
+        self.shutdown_within(std::time::Duration::ZERO).await
+    }
+
+    fn streams_running(&self) -> bool {
+        self.sessions()
+            .iter()
+            .any(|(_, s)| s.inspect(|st| st.stream_count()) > 0)
     }
 }

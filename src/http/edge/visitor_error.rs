@@ -81,6 +81,17 @@ pub fn upstream_timeout(timeout: Duration) -> Response<Bytes> {
     )
 }
 
+/// 503 while the server drains before stopping; the visitor may retry shortly.
+pub fn shutting_down() -> Response<Bytes> {
+    let mut resp = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "underpass: the server is shutting down, retry shortly\n".into(),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    resp
+}
+
 /// 503 with `Retry-After: 5`: the tunnel's session lost its carriers and is within its resume
 /// grace period, so a retry in a few seconds is likely to succeed.
 pub fn tunnel_resuming() -> Response<Bytes> {
