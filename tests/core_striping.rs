@@ -228,3 +228,59 @@ async fn a_silent_carrier_is_closed_after_the_hello_timeout() {
         "server should close, got {end:?}"
     );
 }
+
+/// Sends a HELLO on a raw carrier and returns the GOAWAY code and the close code that follow.
+async fn refused_hello(url: String, token: &str) -> (u16, u16) {
+    use underpass::proto::{decode_message, encode_frame, Frame, Hello, HelloAuth};
+    use underpass_transports::Transport;
+    let mut carrier = underpass_transports::ws::WsTransport::new()
+        .connect(&underpass_transports::Endpoint {
+            url,
+            subprotocol: "hoody-tunnel.v1".into(),
+            bearer: None,
+        })
+        .await
+        .unwrap();
+    let hello = Frame::Hello(Hello {
+        version: "hoody-tunnel.v1".into(),
+        capabilities: vec![],
+        auth: Some(HelloAuth {
+            kind: "bearer".into(),
+            token: token.into(),
+        }),
+        resume: None,
+        max_connections: None,
+    });
+    let mut out = bytes::BytesMut::new();
+    encode_frame(&hello, &mut out).unwrap();
+    carrier.tx.send(out.freeze()).await.unwrap();
+    let first = within(5, carrier.rx.recv()).await.unwrap().unwrap();
+    let goaway = match decode_message(&first).unwrap().remove(0) {
+        Frame::GoAway(g) => g.code.0,
+        other => panic!("expected GOAWAY, got {other:?}"),
+    };
+    let end = within(5, carrier.rx.recv()).await.unwrap_err();
+    let close = underpass_transports::close_reason(&end)
+        .map(|r| r.code)
+        .unwrap_or_else(|| panic!("expected a close code, got {end}"));
+    (goaway, close)
+}
+
+#[tokio::test]
+async fn refusals_carry_the_protocol_codes() {
+    let server = server_with(|c| c.limits.max_sessions = 1).await;
+    // Bad auth: GOAWAY AUTH (11), then WebSocket close 1002.
+    assert_eq!(
+        refused_hello(server.control_url(), "wrong").await,
+        (11, 1002)
+    );
+    // Session limit: GOAWAY RESOURCE_EXHAUSTED (14), then close 1013.
+    let _first = ClientSession::connect(&ClientOptions::new(server.control_url(), TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(refused_hello(server.control_url(), TOKEN).await, (14, 1013));
+    let err = ClientSession::connect(&ClientOptions::new(server.control_url(), TOKEN))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("session limit"), "{err}");
+}

@@ -61,6 +61,21 @@ async fn send_frame(carrier: &mut Carrier, frame: &Frame) -> std::io::Result<()>
     carrier.tx.send(out.freeze()).await
 }
 
+/// WebSocket close codes PROTOCOL.md gives a refused HELLO: 1002 (protocol error, bad auth),
+/// 1008 (policy: resume refused), 1013 (try again later: a limit).
+fn close_code(code: ErrorCode, message: &str) -> u16 {
+    match code {
+        ErrorCode::RESOURCE_EXHAUSTED => 1013,
+        _ if message == RESUME_REFUSED => 1008,
+        _ => 1002,
+    }
+}
+
+/// Reason of a refused resume, as PROTOCOL.md words it.
+const RESUME_REFUSED: &str = "resume grace expired";
+
+/// Refuses a carrier: GOAWAY with the code first (clients read the reason there), then a close
+/// with the matching WebSocket close code.
 async fn refuse(carrier: &mut Carrier, code: ErrorCode, message: &str) {
     tracing::info!(peer = ?carrier.info.peer, %code, message, "carrier refused");
     let goaway = Frame::GoAway(GoAway {
@@ -68,7 +83,8 @@ async fn refuse(carrier: &mut Carrier, code: ErrorCode, message: &str) {
         message: message.to_string(),
     });
     let _ = send_frame(carrier, &goaway).await;
-    let _ = carrier.tx.close().await;
+    let closing = carrier.tx.close_with(close_code(code, message), message);
+    let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
 }
 
 fn session_id() -> String {
@@ -102,7 +118,7 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
     };
     if hello.resume.is_some() {
         // Resume is not implemented yet: say so instead of pretending the bindings survived.
-        return refuse(&mut carrier, ErrorCode::PROTOCOL, "resume grace expired").await;
+        return refuse(&mut carrier, ErrorCode::PROTOCOL, RESUME_REFUSED).await;
     }
     let limits = &state.config.limits;
     let striping = version == ProtocolVersion::V2;
@@ -213,7 +229,8 @@ async fn accept_join(state: Arc<ServerState>, mut carrier: Carrier, join: Join) 
             message: "unknown session, or the join ticket is invalid, used or expired".into(),
         });
         let _ = send_frame(&mut carrier, &err).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), carrier.tx.close()).await;
+        let closing = carrier.tx.close_with(1008, "invalid join ticket");
+        let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
         return;
     };
     let ok = Frame::JoinOk(JoinOk {

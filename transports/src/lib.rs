@@ -72,6 +72,13 @@ pub trait CarrierTx: Send {
     async fn send(&mut self, message: Bytes) -> io::Result<()>;
     /// Closes the carrier cleanly; the peer's `recv` then returns `Ok(None)`.
     async fn close(&mut self) -> io::Result<()>;
+    /// Closes the carrier with a protocol close code and reason (PROTOCOL.md: 1002 for a
+    /// rejected HELLO, 1008 for a refused resume, 1013 when a limit is hit); the peer's `recv`
+    /// fails with a [`CloseReason`]. Transports without close codes close normally.
+    async fn close_with(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        let _ = (code, reason);
+        self.close().await
+    }
 }
 
 /// Receiving half of a carrier.

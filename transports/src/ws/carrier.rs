@@ -55,6 +55,19 @@ where
             Err(e) => Err(io_error(e)),
         }
     }
+
+    async fn close_with(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        match self.sink.send(Message::Close(Some(frame))).await {
+            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Ok(()),
+            Err(e) => Err(io_error(e)),
+        }
+    }
 }
 
 struct WsRx<S> {
