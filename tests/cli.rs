@@ -487,3 +487,45 @@ async fn quic_cert_cache_keeps_the_fingerprint_and_clients_pin_it() {
     assert_eq!(wait_routed(addr, "q.example.test").await, "app quic /");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_client_resumes_its_session_after_a_network_blip() {
+    let (_s, addr) = server(
+        &[
+            "--token",
+            "tok",
+            "--domain",
+            "example.test",
+            "--resume-grace",
+            "30",
+        ],
+        &[],
+    )
+    .await;
+    let relay = common::Relay::start(addr).await;
+    let port = app("blip").await.to_string();
+    let url = format!("ws://{}", relay.addr);
+    let mut client = spawn(
+        &[
+            "http",
+            &port,
+            "--server",
+            &url,
+            "--token",
+            "tok",
+            "--subdomain",
+            "blip",
+        ],
+        &[],
+    );
+    client.expect_line("subdomain: ").await;
+    assert_eq!(wait_routed(addr, "blip.example.test").await, "app blip /");
+    relay.cut();
+    // A fresh bind would be refused (ROUTE_TAKEN by the parked session) and the client would
+    // exit; the route coming back proves the client resumed its session.
+    assert_eq!(wait_routed(addr, "blip.example.test").await, "app blip /");
+    assert!(
+        client.child.try_wait().unwrap().is_none(),
+        "client still running"
+    );
+}

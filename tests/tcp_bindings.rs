@@ -515,7 +515,7 @@ async fn dropping_a_binding_unbinds_it_and_the_session_stays_up() {
     let bindings = server
         .state()
         .sessions
-        .get(session.session_id())
+        .get(&session.session_id())
         .map(|e| e.bindings().len());
     assert_eq!(bindings, Some(2));
 }

@@ -172,13 +172,14 @@ async fn measure_tunnel(
     .map_err(|e| format!("{name}: cannot bind: {e}"))?;
     // The public ports listen on the server's (loopback) address.
     let public = |port| SocketAddr::new(server.local_addr().ip(), port);
+    let mux = client.mux();
     let row = measure(
         opts,
         name,
         public(tcp.container_port()),
         public(http.container_port()),
         sink,
-        Some(client.mux()),
+        Some(&mux),
     )
     .await;
     drop((tcp, http));

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand, flags > `UNDERPASS_*` env > config file > defaults.
 
+mod admin_cmd;
 mod bench_cmd;
 mod client_args;
 mod demo;
@@ -30,6 +31,8 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the largest variant (the server's flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the public server.
     Server(server_cmd::ServerArgs),
@@ -47,6 +50,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Measure throughput, request rate, latency and CPU cost of the tunnel on this machine.
     Bench(bench_cmd::BenchArgs),
+    /// Ask a running server's admin API: health, metrics, sessions, bindings, kill a session.
+    Admin(admin_cmd::AdminArgs),
 }
 
 /// Empty `UNDERPASS_*` variables count as unset (call before starting threads), so `UNDERPASS_TOKEN=` does not shadow a
@@ -83,5 +88,6 @@ pub async fn main() -> Result<(), String> {
         Command::Start(a) => start_cmd::run(a).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Bench(a) => bench_cmd::run(a).await,
+        Command::Admin(a) => admin_cmd::run(a).await,
     }
 }

@@ -24,6 +24,10 @@ pub struct ServerArgs {
     /// Client token; generated and printed when absent.
     #[arg(long, env = "UNDERPASS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Bearer token of the admin API (/__underpass__/api/v1/...) and /__underpass__/metrics;
+    /// both answer 404 without it.
+    #[arg(long, env = "UNDERPASS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Proxy whose X-Forwarded-* headers are believed: loopback, private, an IP or a CIDR.
     /// Repeatable; the env var takes a comma list.
     #[arg(
@@ -78,6 +82,9 @@ pub struct ServerArgs {
     /// Seconds a visitor waits for the response head before 504.
     #[arg(long, default_value = "60", value_parser = parse::seconds)]
     pub response_timeout: Duration,
+    /// Seconds a session whose connection dropped is kept for its client to resume (0: never).
+    #[arg(long, env = "UNDERPASS_RESUME_GRACE", default_value = "60", value_parser = parse::seconds)]
+    pub resume_grace: Duration,
     /// Seconds running streams get to finish on SIGTERM/Ctrl-C (readiness answers 503 meanwhile).
     #[arg(long, env = "UNDERPASS_DRAIN_TIMEOUT", default_value = "10", value_parser = parse::seconds)]
     pub drain_timeout: Duration,
@@ -103,6 +110,13 @@ impl ServerArgs {
             Some(t) => (t.to_string(), false),
             None => (generate_token(), true),
         };
+        let admin_token = self.admin_token.clone().filter(|t| !t.is_empty());
+        // Every client holds the client token; the same value would hand them the admin API.
+        if admin_token.as_deref().is_some_and(|a| a == token) {
+            return Err(
+                "--admin-token must differ from --token (every client knows the token)".into(),
+            );
+        }
         let domain = self
             .domain
             .as_deref()
@@ -119,6 +133,7 @@ impl ServerArgs {
             ping_after: self.ping_interval,
             pong_timeout: self.pong_timeout,
             response_timeout: self.response_timeout,
+            resume_grace: self.resume_grace,
             ..Limits::default()
         };
         Ok((
@@ -126,6 +141,7 @@ impl ServerArgs {
                 listen: self.listen,
                 domain,
                 token,
+                admin_token,
                 trusted_proxies: trusted,
                 expose_ports: self.expose_ports.clone(),
                 allow_forward: self.allow_forward.clone().unwrap_or_default(),

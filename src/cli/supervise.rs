@@ -50,26 +50,62 @@ where
         }
         first = false;
         attempt = 0;
-        tokio::select! {
-            reason = session.closed() => {
-                tracing::warn!(%reason, "session ended; reconnecting");
-            }
-            revoked = session.next_revocation() => {
-                if let Some((_, reason)) = revoked {
+        // Serve until the session ends for good; a dropped connection is resumed first, which
+        // keeps every binding as it was.
+        loop {
+            tokio::select! {
+                reason = session.closed() => {
+                    tracing::warn!(%reason, "connection lost; resuming the session");
+                }
+                revoked = session.next_revocation() => {
+                    if let Some((_, reason)) = revoked {
+                        drop(bindings);
+                        session.close();
+                        return Err(ClientError::Closed(format!("binding revoked: {reason}")));
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => {
                     drop(bindings);
                     session.close();
-                    return Err(ClientError::Closed(format!("binding revoked: {reason}")));
+                    // Give GOAWAY a moment to leave.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return Ok(());
                 }
             }
-            _ = tokio::signal::ctrl_c() => {
-                drop(bindings);
-                session.close();
-                // Give GOAWAY a moment to leave.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                return Ok(());
+            match resume(&session, &opts).await {
+                Ok(()) => tracing::info!("session resumed; every binding kept"),
+                Err(e) if e.is_permanent() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot resume; connecting a new session");
+                    break;
+                }
             }
         }
         drop(bindings);
-        tokio::time::sleep(backoff(0)).await;
+    }
+}
+
+/// How long a lost session is worth resuming: the server's default resume grace.
+const RESUME_WINDOW: Duration = Duration::from_secs(60);
+
+/// Resumes `session`, retrying with backoff while the server is unreachable, for as long as the
+/// server may still hold the session.
+async fn resume(session: &ClientSession, opts: &ClientOptions) -> Result<(), ClientError> {
+    let started = tokio::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        match session.resume(opts).await {
+            Ok(()) => return Ok(()),
+            Err(e @ ClientError::ResumeRefused(_)) => return Err(e),
+            Err(e) if e.is_permanent() => return Err(e),
+            Err(e) if started.elapsed() >= RESUME_WINDOW => return Err(e),
+            Err(e) => {
+                // Short first waits: a blip is usually over in a second or two.
+                let wait = Duration::from_millis(250 << attempt.min(4)).min(backoff(attempt));
+                tracing::warn!(error = %e, "resume failed; retrying in {}ms", wait.as_millis());
+                attempt += 1;
+                tokio::time::sleep(wait).await;
+            }
+        }
     }
 }

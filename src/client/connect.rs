@@ -7,8 +7,8 @@ use super::error::ClientError;
 use super::options::ClientOptions;
 use crate::mux::{MuxConfig, Role, Session};
 use crate::proto::{
-    decode_message, encode_frame, ErrorCode, Frame, Hello, HelloAuth, HelloOk, Join, JoinTicket,
-    ProtocolVersion,
+    decode_message, encode_frame, ErrorCode, Frame, Hello, HelloAuth, HelloOk, HelloResume, Join,
+    JoinTicket, ProtocolVersion,
 };
 
 async fn send(carrier: &mut Carrier, frame: &Frame) -> Result<(), ClientError> {
@@ -52,6 +52,23 @@ async fn dial(opts: &ClientOptions, version: ProtocolVersion) -> Result<Carrier,
 /// Opens a session and attaches every granted carrier. Carriers that fail to join are logged
 /// and skipped: the session works with fewer.
 pub async fn connect(opts: &ClientOptions) -> Result<(Session, HelloOk), ClientError> {
+    open(opts, None).await
+}
+
+/// Resumes session `session_id` after its connection dropped: on success the server kept every
+/// binding (`HelloOk::resumed`, `resumed_binds`). A server that no longer has the session
+/// answers [`ClientError::ResumeRefused`].
+pub async fn resume(
+    opts: &ClientOptions,
+    session_id: &str,
+) -> Result<(Session, HelloOk), ClientError> {
+    open(opts, Some(session_id)).await
+}
+
+async fn open(
+    opts: &ClientOptions,
+    resume: Option<&str>,
+) -> Result<(Session, HelloOk), ClientError> {
     let version = if opts.connections > 1 {
         ProtocolVersion::V2
     } else {
@@ -69,13 +86,18 @@ pub async fn connect(opts: &ClientOptions) -> Result<(Session, HelloOk), ClientE
             kind: "bearer".into(),
             token: opts.token.clone(),
         }),
-        resume: None,
+        resume: resume.map(|id| HelloResume {
+            session_id: id.to_string(),
+        }),
         max_connections: (version == ProtocolVersion::V2).then_some(opts.connections),
     });
     send(&mut carrier, &hello).await?;
     let ok = match first_frame(&mut carrier, opts).await? {
         Frame::HelloOk(ok) => ok,
         Frame::GoAway(g) if g.code == ErrorCode::AUTH => return Err(ClientError::Auth(g.message)),
+        Frame::GoAway(g) if resume.is_some() && g.message.contains("resume") => {
+            return Err(ClientError::ResumeRefused(g.message))
+        }
         Frame::GoAway(g) => {
             return Err(ClientError::Refused {
                 code: g.code,

@@ -35,6 +35,9 @@ pub enum ClientError {
         /// Server's message.
         message: String,
     },
+    /// The server no longer has the session to resume (grace over, or restarted).
+    #[error("the server refused to resume the session: {0}")]
+    ResumeRefused(String),
     /// The session ended.
     #[error("the session ended: {0}")]
     Closed(String),
@@ -44,11 +47,13 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// True when retrying cannot help (bad token, refused binding, protocol mismatch).
+    /// True when retrying cannot help (bad token, refused binding, protocol mismatch). A server
+    /// at its session limit or shutting down is worth retrying.
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Auth(_) | ClientError::Bind { .. } | ClientError::Refused { .. }
-        )
+        match self {
+            ClientError::Auth(_) | ClientError::Bind { .. } => true,
+            ClientError::Refused { code, .. } => *code != ErrorCode::RESOURCE_EXHAUSTED,
+            _ => false,
+        }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
@@ -38,9 +38,15 @@ struct Registry {
     revoked: HashMap<BindId, String>,
 }
 
-struct Inner {
+/// The mux serving the session now; a resume replaces it (and bumps the generation).
+struct Current {
     session: Session,
     hello: HelloOk,
+    generation: u64,
+}
+
+struct Inner {
+    current: Mutex<Current>,
     registry: Mutex<Registry>,
     next_ref: AtomicU64,
     revoked_tx: watch::Sender<u64>,
@@ -50,12 +56,20 @@ impl Inner {
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn current(&self) -> MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn session(&self) -> Session {
+        self.current().session.clone()
+    }
 }
 
 impl Drop for Inner {
     /// The last handle (session or binding) going away ends the session.
     fn drop(&mut self) {
-        self.session
+        self.session()
             .close(ErrorCode::NO_ERROR, "client dropped the session");
     }
 }
@@ -69,7 +83,7 @@ pub struct ClientSession {
 impl std::fmt::Debug for ClientSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientSession")
-            .field("session_id", &self.inner.hello.session_id)
+            .field("session_id", &self.session_id())
             .finish()
     }
 }
@@ -125,7 +139,7 @@ impl Drop for Binding {
         let _ = self
             .session
             .inner
-            .session
+            .session()
             .send_control(&Frame::Unbind(BindRef {
                 bind_id: self.bind_id,
             }));
@@ -139,45 +153,68 @@ impl ClientSession {
         let (revoked_tx, _) = watch::channel(0);
         let client = Self {
             inner: Arc::new(Inner {
-                session,
-                hello,
+                current: Mutex::new(Current {
+                    session: session.clone(),
+                    hello,
+                    generation: 0,
+                }),
                 registry: Mutex::new(Registry::default()),
                 next_ref: AtomicU64::new(1),
                 revoked_tx,
             }),
         };
-        tokio::spawn(event_loop(
-            client.inner.session.clone(),
-            Arc::downgrade(&client.inner),
-        ));
+        tokio::spawn(event_loop(session, 0, Arc::downgrade(&client.inner)));
         Ok(client)
     }
 
+    /// Resumes this session over a new connection after the old one dropped: the server kept
+    /// every binding during its grace period, so routes, ports and [`Binding`] handles carry on
+    /// unchanged. [`ClientError::ResumeRefused`] means the server no longer has the session
+    /// (grace over, or restarted): connect and bind afresh then.
+    pub async fn resume(&self, opts: &ClientOptions) -> Result<(), ClientError> {
+        let (session, hello) = super::connect::resume(opts, &self.session_id()).await?;
+        if !hello.resumed {
+            session.close(ErrorCode::NO_ERROR, "not resumed");
+            return Err(ClientError::ResumeRefused(
+                "the server opened a new session instead".into(),
+            ));
+        }
+        let generation = {
+            let mut c = self.inner.current();
+            c.generation += 1;
+            c.session = session.clone();
+            c.hello = hello;
+            c.generation
+        };
+        tokio::spawn(event_loop(session, generation, Arc::downgrade(&self.inner)));
+        Ok(())
+    }
+
     /// Session id the server assigned.
-    pub fn session_id(&self) -> &str {
-        &self.inner.hello.session_id
+    pub fn session_id(&self) -> String {
+        self.inner.current().hello.session_id.clone()
     }
 
-    /// The server's HELLO_OK.
-    pub fn hello(&self) -> &HelloOk {
-        &self.inner.hello
+    /// The server's HELLO_OK (of the latest connection).
+    pub fn hello(&self) -> HelloOk {
+        self.inner.current().hello.clone()
     }
 
-    /// The mux (stats, RTT, carriers).
-    pub fn mux(&self) -> &Session {
-        &self.inner.session
+    /// The mux serving the session now (stats, RTT, carriers).
+    pub fn mux(&self) -> Session {
+        self.inner.session()
     }
 
-    /// Resolves when the session ends, with the reason.
+    /// Resolves when the current connection of the session ends, with the reason.
     pub async fn closed(&self) -> String {
-        let (code, reason) = self.inner.session.closed().await;
+        let (code, reason) = self.inner.session().closed().await;
         format!("{reason} ({code})")
     }
 
     /// Ends the session with GOAWAY.
     pub fn close(&self) {
         self.inner
-            .session
+            .session()
             .close(ErrorCode::NO_ERROR, "client closing");
     }
 
@@ -229,7 +266,11 @@ impl ClientSession {
         bind.client_bind_ref = Value::String(reference.clone());
         let (tx, rx) = oneshot::channel();
         self.inner.registry().pending.insert(reference.clone(), tx);
-        if let Err(e) = self.inner.session.send_control(&Frame::Bind(bind.clone())) {
+        if let Err(e) = self
+            .inner
+            .session()
+            .send_control(&Frame::Bind(bind.clone()))
+        {
             self.inner.registry().pending.remove(&reference);
             return Err(ClientError::Closed(e.to_string()));
         }
@@ -251,8 +292,8 @@ impl ClientSession {
         };
         if let Some(listener) = forward_listener {
             binding.local_addr = Some(listener.local_addr()?);
-            let session = self.inner.session.clone();
-            binding.forward_task = Some(tokio::spawn(forward_loop(listener, session, ok.bind_id)));
+            let weak = Arc::downgrade(&self.inner);
+            binding.forward_task = Some(tokio::spawn(forward_loop(listener, weak, ok.bind_id)));
         }
         Ok(binding)
     }
@@ -260,7 +301,7 @@ impl ClientSession {
     /// Sends a raw control frame (tests of protocol edge cases).
     pub fn send_control(&self, frame: &Frame) -> Result<(), ClientError> {
         self.inner
-            .session
+            .session()
             .send_control(frame)
             .map_err(|e| ClientError::Closed(e.to_string()))
     }
@@ -268,17 +309,22 @@ impl ClientSession {
     /// Opens a stream for a binding (used by `forward`).
     pub fn open_tcp(&self, bind_id: BindId) -> Result<MuxStream, ClientError> {
         self.inner
-            .session
+            .session()
             .open(&StreamOpen::tcp(bind_id))
             .map_err(|e| ClientError::Closed(e.to_string()))
     }
 }
 
-async fn forward_loop(listener: tokio::net::TcpListener, session: Session, bind_id: BindId) {
+/// Each local connection becomes a stream on the session's current mux (a resume swaps it);
+/// while the session is reconnecting, new connections are dropped.
+async fn forward_loop(listener: tokio::net::TcpListener, inner: Weak<Inner>, bind_id: BindId) {
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
+        };
+        let Some(session) = inner.upgrade().map(|i| i.session()) else {
+            return;
         };
         let _ = tcp.set_nodelay(true);
         match session.open(&StreamOpen::tcp(bind_id)) {
@@ -289,12 +335,7 @@ async fn forward_loop(listener: tokio::net::TcpListener, session: Session, bind_
                     }
                 });
             }
-            Err(e) => {
-                tracing::info!(%peer, error = %e, "forward refused: session unavailable");
-                if session.is_closed() {
-                    return;
-                }
-            }
+            Err(e) => tracing::info!(%peer, error = %e, "forward refused: session unavailable"),
         }
     }
 }
@@ -306,16 +347,19 @@ fn reference_of(value: &Value) -> String {
     }
 }
 
-/// Answers the session's events. Holds the session state weakly so that dropping every handle
-/// ends the session instead of keeping it alive from here.
-async fn event_loop(session: Session, weak: std::sync::Weak<Inner>) {
+/// Answers the events of one mux of the session. Holds the session state weakly so that
+/// dropping every handle ends the session instead of keeping it alive from here.
+async fn event_loop(session: Session, generation: u64, weak: Weak<Inner>) {
     while let Some(event) = session.next_event().await {
         let Some(inner) = weak.upgrade() else { break };
         handle_event(&inner, event);
     }
-    // Anyone still waiting for a BIND answer learns that the session is gone.
+    // Anyone still waiting for a BIND answer learns that the session is gone, unless a resume
+    // already moved the session to a newer mux.
     if let Some(inner) = weak.upgrade() {
-        inner.registry().pending.clear();
+        if inner.current().generation == generation {
+            inner.registry().pending.clear();
+        }
     }
 }
 

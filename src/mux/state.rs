@@ -59,6 +59,8 @@ pub struct MuxState {
     pub(super) goaway_received: bool,
     /// We sent GOAWAY but keep running streams: no new streams either way.
     pub(super) draining: bool,
+    /// The session ended because carrier 0 went away (a network blip), not by decision.
+    lost_carrier0: bool,
     next_ping_nonce: u64,
     pub(super) stats: MuxStats,
 }
@@ -79,6 +81,7 @@ impl MuxState {
             closed: None,
             goaway_received: false,
             draining: false,
+            lost_carrier0: false,
             next_ping_nonce: 1,
             stats: MuxStats::default(),
         }
@@ -92,6 +95,12 @@ impl MuxState {
     /// Counters.
     pub fn stats(&self) -> &MuxStats {
         &self.stats
+    }
+
+    /// True when the session ended because its carrier 0 was lost rather than closed on
+    /// purpose: the case a server parks for resume.
+    pub fn lost_session_carrier(&self) -> bool {
+        self.lost_carrier0
     }
 
     /// Why the session ended, once it has.
@@ -258,6 +267,7 @@ impl MuxState {
         c.ready.clear();
         c.wake_writer();
         if carrier == 0 {
+            self.lost_carrier0 = self.closed.is_none();
             self.shutdown(ErrorCode::CANCEL, "session carrier closed");
             return;
         }

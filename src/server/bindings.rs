@@ -133,7 +133,7 @@ async fn bind_http(
     let holder = Holder {
         session_id: entry.id.clone(),
         bind_id,
-        session: entry.session.clone(),
+        entry: entry.clone(),
     };
     let name = match &route.subdomain {
         Some(requested) => {
@@ -242,10 +242,9 @@ pub fn revoke(state: &Arc<ServerState>, session_id: &str, bind_id: BindId, reaso
             state.routes.release(route, session_id, bind_id);
         }
         // The old holder's streams go first, then it learns the binding is gone.
-        entry
-            .session
-            .reset_binding(bind_id, ErrorCode::BIND_TAKEOVER, reason);
-        let _ = entry.session.send_control(&Frame::BindRevoked(BindRevoked {
+        let session = entry.session();
+        session.reset_binding(bind_id, ErrorCode::BIND_TAKEOVER, reason);
+        let _ = session.send_control(&Frame::BindRevoked(BindRevoked {
             bind_id,
             reason: reason.to_string(),
         }));
@@ -261,7 +260,7 @@ pub fn unbind(state: &Arc<ServerState>, entry: &Arc<SessionEntry>, bind_id: Bind
         state.routes.release(route, &entry.id, bind_id);
     }
     entry
-        .session
+        .session()
         .reset_binding(bind_id, ErrorCode::CANCEL, "binding removed");
     true
 }

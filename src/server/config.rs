@@ -30,6 +30,8 @@ pub struct Limits {
     pub pong_timeout: Duration,
     /// How long a join ticket stays valid.
     pub join_ticket_ttl: Duration,
+    /// How long a session whose carrier dropped is kept for the client to resume (0: never).
+    pub resume_grace: Duration,
     /// How long a visitor waits for the response head before 504.
     pub response_timeout: Duration,
 }
@@ -47,6 +49,7 @@ impl Default for Limits {
             ping_after: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(60),
             join_ticket_ttl: Duration::from_secs(30),
+            resume_grace: Duration::from_secs(60),
             response_timeout: Duration::from_secs(60),
         }
     }
@@ -61,6 +64,8 @@ pub struct ServerConfig {
     pub domain: Option<String>,
     /// Shared client token.
     pub token: String,
+    /// Bearer token of the admin API and metrics; `None` turns them off (404).
+    pub admin_token: Option<String>,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: TrustedProxies,
     /// Port range for dedicated public ports picked by the server.
@@ -95,6 +100,7 @@ impl ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             domain: None,
             token: token.into(),
+            admin_token: None,
             trusted_proxies: TrustedProxies::none(),
             expose_ports: 20000..=65534,
             allow_forward: Vec::new(),

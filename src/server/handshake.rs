@@ -1,7 +1,7 @@
 //! The first frame of every new carrier: HELLO opens (or refuses) a session, JOIN attaches an
 //! extra v2 carrier with a ticket.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -15,7 +15,7 @@ use crate::http::edge::token::tokens_equal;
 use crate::mux::{MuxConfig, Role, Session};
 use crate::proto::{
     decode_message, encode_frame, negotiate_connections, ErrorCode, Frame, GoAway, Hello, HelloOk,
-    Join, JoinErr, JoinOk, JoinTicket, ProtocolVersion,
+    Join, JoinErr, JoinOk, JoinTicket, ProtocolVersion, ResumedBind,
 };
 
 /// Takes a freshly accepted carrier through HELLO or JOIN. Errors are answered on the carrier
@@ -116,10 +116,13 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         )
         .await;
     };
-    if hello.resume.is_some() {
-        // Resume is not implemented yet: say so instead of pretending the bindings survived.
-        return refuse(&mut carrier, ErrorCode::PROTOCOL, RESUME_REFUSED).await;
-    }
+    let resuming = match &hello.resume {
+        Some(resume) => match state.sessions.get(&resume.session_id) {
+            Some(entry) => Some(entry),
+            None => return refuse(&mut carrier, ErrorCode::PROTOCOL, RESUME_REFUSED).await,
+        },
+        None => None,
+    };
     let limits = &state.config.limits;
     let striping = version == ProtocolVersion::V2;
     let granted = negotiate_connections(
@@ -140,11 +143,28 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
             used: false,
         })
         .collect();
-    let id = session_id();
+    let id = resuming
+        .as_ref()
+        .map_or_else(session_id, |entry| entry.id.clone());
+    let resumed_binds = resuming
+        .as_ref()
+        .map(|entry| {
+            entry
+                .bindings()
+                .values()
+                .map(|b| ResumedBind {
+                    bind_id: b.bind_id,
+                    kind: b.kind,
+                    mode: b.mode,
+                    container_port: b.container_port,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let ok = HelloOk {
         session_id: id.clone(),
-        resumed: false,
-        resumed_binds: Vec::new(),
+        resumed: resuming.is_some(),
+        resumed_binds,
         connections_granted: striping.then_some(granted),
         join_tickets: striping.then(|| {
             tickets
@@ -169,6 +189,9 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         )
         .await;
     }
+    if let Some(entry) = resuming {
+        return resume(state, carrier, entry, tickets, ok).await;
+    }
     if state.sessions.len() >= limits.max_sessions {
         return refuse(
             &mut carrier,
@@ -182,15 +205,14 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
     // writes on carrier 0.
     let peer = carrier.info.peer;
     let session = Session::start(mux_config(&state), carrier);
-    let entry = Arc::new(SessionEntry {
-        id: id.clone(),
-        session: session.clone(),
+    let entry = Arc::new(SessionEntry::new(
+        id.clone(),
+        session.clone(),
         peer,
         version,
-        connections_granted: granted,
-        tickets: Mutex::new(tickets),
-        bindings: Mutex::new(Default::default()),
-    });
+        granted,
+        tickets,
+    ));
     if !state.sessions.insert(entry.clone(), limits.max_sessions) {
         session.close(
             ErrorCode::RESOURCE_EXHAUSTED,
@@ -204,6 +226,39 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
     }
     tracing::info!(session = %id, ?peer, version = version.as_str(), carriers = granted, "session opened");
     session_task::run(state, entry).await;
+}
+
+/// A HELLO that resumes a parked session: the new carrier gets a new mux, and every binding,
+/// route and listener of the session carries on with it. The session's own task picks the new
+/// mux up, so nothing else runs here.
+async fn resume(
+    state: Arc<ServerState>,
+    mut carrier: Carrier,
+    entry: Arc<SessionEntry>,
+    tickets: Vec<Ticket>,
+    ok: HelloOk,
+) {
+    let (old, _) = entry.session_and_generation();
+    if !entry.is_parked() && !old.is_closed() {
+        // The client says its connection is gone; believe it rather than wait for our timeout.
+        tracing::info!(session = %entry.id, "resume of a session whose carrier still looks alive");
+    }
+    if !entry.can_resume(Instant::now()) {
+        return refuse(&mut carrier, ErrorCode::PROTOCOL, RESUME_REFUSED).await;
+    }
+    let peer = carrier.info.peer;
+    let session = Session::start(mux_config(&state), carrier);
+    if entry.resume_with(session.clone(), Instant::now()).is_err() {
+        // The grace ran out between the check and now.
+        session.close(ErrorCode::PROTOCOL, RESUME_REFUSED);
+        return;
+    }
+    *entry.tickets.lock().unwrap_or_else(|e| e.into_inner()) = tickets;
+    let binds = ok.resumed_binds.len();
+    if session.send_control(&Frame::HelloOk(ok)).is_err() {
+        return;
+    }
+    tracing::info!(session = %entry.id, ?peer, binds, "session resumed");
 }
 
 fn mux_config(state: &ServerState) -> MuxConfig {
@@ -239,6 +294,6 @@ async fn accept_join(state: Arc<ServerState>, mut carrier: Carrier, join: Join) 
     });
     if send_frame(&mut carrier, &ok).await.is_ok() {
         tracing::debug!(session = %entry.id, index = join.index, "carrier joined");
-        entry.session.attach_carrier(join.index as usize, carrier);
+        entry.session().attach_carrier(join.index as usize, carrier);
     }
 }

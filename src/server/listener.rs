@@ -14,6 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use super::admin;
 use super::handshake;
 use super::health;
 use super::routes::RoutePick;
@@ -140,8 +141,9 @@ async fn forward(
     pick: &RoutePick,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let session = pick.holder.session();
     let target = Target {
-        session: &pick.holder.session,
+        session: &session,
         bind_id: pick.holder.bind_id,
         auth: pick.auth.as_ref(),
     };
@@ -176,6 +178,9 @@ async fn reserved(
                 .into_response()
                 .map(|b| b.map_err(|never| match never {}).boxed()),
         };
+    }
+    if let Some(resp) = admin::answer(state, &req) {
+        return resp;
     }
     if let Some(resp) = health::answer(state, &req) {
         return resp;

@@ -1,6 +1,7 @@
 //! The public server: one HTTP listener for public traffic, the WebSocket control endpoint and
 //! health probes; a session table; host routes; port bindings.
 
+mod admin;
 mod bindings;
 pub mod config;
 mod handshake;
@@ -104,7 +105,7 @@ impl Server {
             .sessions
             .all()
             .into_iter()
-            .map(|e| (e.id.clone(), e.session.clone()))
+            .map(|e| (e.id.clone(), e.session()))
             .collect()
     }
 
@@ -113,6 +114,9 @@ impl Server {
     /// is closed and the listeners stop.
     pub async fn shutdown_within(self, drain: std::time::Duration) {
         self.state.set_draining();
+        for entry in self.state.sessions.all() {
+            entry.forbid_parking();
+        }
         for (_, session) in self.sessions() {
             session.go_away(crate::proto::ErrorCode::NO_ERROR, "server shutting down");
         }
@@ -128,8 +132,9 @@ impl Server {
             session.close(crate::proto::ErrorCode::NO_ERROR, "server shut down");
         }
         for entry in self.state.sessions.all() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), entry.session.closed())
-                .await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), entry.session().closed())
+                    .await;
         }
     }
 

@@ -15,7 +15,6 @@ use super::routes::{Holder, RoutePick};
 use super::sessions::{BindingRecord, SessionEntry};
 use super::state::ServerState;
 use crate::http::edge::basic_auth::BasicAuthPolicy;
-use crate::mux::Session;
 use crate::proto::{Bind, BindErrorCode, BindId, BindKind, BindMode, StreamOpen};
 
 /// Opens the port side of a binding.
@@ -170,7 +169,7 @@ async fn expose(
                 holder: Holder {
                     session_id: entry.id.clone(),
                     bind_id,
-                    session: entry.session.clone(),
+                    entry: entry.clone(),
                 },
                 auth: bind
                     .basic_auth
@@ -190,7 +189,7 @@ async fn expose(
             (task, url)
         }
         _ => {
-            let task = tokio::spawn(tcp_accept_loop(listener, entry.session.clone(), bind_id));
+            let task = tokio::spawn(tcp_accept_loop(listener, entry.clone(), bind_id));
             (task, format!("tcp://{host}:{port}"))
         }
     };
@@ -264,7 +263,7 @@ async fn pull(
         .local_addr()
         .map_err(|e| Refusal::new(BindErrorCode::Internal, e.to_string()))?
         .port();
-    let task = tokio::spawn(tcp_accept_loop(listener, entry.session.clone(), bind_id));
+    let task = tokio::spawn(tcp_accept_loop(listener, entry.clone(), bind_id));
     record(
         entry,
         bind_id,
@@ -312,8 +311,9 @@ fn forward(
     })
 }
 
-/// Each accepted connection becomes a stream to the client; a full session drops it.
-async fn tcp_accept_loop(listener: TcpListener, session: Session, bind_id: BindId) {
+/// Each accepted connection becomes a stream to the client. While the session is parked for
+/// resume (or full), new connections are dropped but the port stays bound.
+async fn tcp_accept_loop(listener: TcpListener, entry: Arc<SessionEntry>, bind_id: BindId) {
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -323,11 +323,8 @@ async fn tcp_accept_loop(listener: TcpListener, session: Session, bind_id: BindI
                 continue;
             }
         };
-        if session.is_closed() {
-            return;
-        }
         let _ = tcp.set_nodelay(true);
-        match session.open(&StreamOpen::tcp(bind_id)) {
+        match entry.session().open(&StreamOpen::tcp(bind_id)) {
             Ok(stream) => {
                 tokio::spawn(async move {
                     match crate::tcp::splice(tcp, stream).await {

@@ -1,7 +1,9 @@
 //! Host routes: route name -> the http bindings that serve it, with single/cluster semantics.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::sessions::SessionEntry;
 
 use crate::http::edge::basic_auth::{same_policy, BasicAuthPolicy};
 use crate::mux::Session;
@@ -14,8 +16,15 @@ pub struct Holder {
     pub session_id: String,
     /// Its binding id.
     pub bind_id: BindId,
-    /// The session's mux, to open streams on.
-    pub session: Session,
+    /// The session; its mux can change when the client resumes.
+    pub entry: Arc<SessionEntry>,
+}
+
+impl Holder {
+    /// The mux to open streams on now.
+    pub fn session(&self) -> Session {
+        self.entry.session()
+    }
 }
 
 /// A route and its holders.
@@ -128,7 +137,8 @@ impl RouteTable {
         }
     }
 
-    /// The holder for the next request on `name` (round robin over live sessions).
+    /// The holder for the next request on `name`: round robin over live sessions; when every
+    /// holder is parked for resume, one of them (the request then gets 503, not 404).
     pub fn pick(&self, name: &str) -> Option<RoutePick> {
         let mut map = self.lock();
         let entry = map.get_mut(name)?;
@@ -137,14 +147,17 @@ impl RouteTable {
             let i = entry.next % n;
             entry.next = entry.next.wrapping_add(1);
             let h = &entry.holders[i];
-            if !h.session.is_closed() {
+            if !h.session().is_closed() {
                 return Some(RoutePick {
                     holder: h.clone(),
                     auth: entry.auth.clone(),
                 });
             }
         }
-        None
+        entry.holders.first().map(|h| RoutePick {
+            holder: h.clone(),
+            auth: entry.auth.clone(),
+        })
     }
 
     /// Route names and their holder counts (admin API, tests).

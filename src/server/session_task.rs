@@ -1,25 +1,45 @@
 //! The life of one server session: answer its BIND/UNBIND frames, serve the streams it opens
-//! (`forward` bindings), and clean up every binding when it ends.
+//! (`forward` bindings), park it when its carrier drops so the client can resume, and clean up
+//! every binding when it ends for good.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::bindings;
 use super::sessions::SessionEntry;
 use super::state::ServerState;
-use crate::mux::SessionEvent;
+use crate::mux::{Session, SessionEvent};
 use crate::proto::{BindRef, ErrorCode, Frame, UnbindErr};
 
-/// Runs until the session ends, then removes it and all its bindings.
+/// Runs until the session ends for good, then removes it and all its bindings.
 pub async fn run(state: Arc<ServerState>, entry: Arc<SessionEntry>) {
-    let session = entry.session.clone();
+    loop {
+        let (session, generation) = entry.session_and_generation();
+        serve(&state, &entry, &session).await;
+        if entry.generation() != generation {
+            // A resume already replaced the mux: carry on with the new one.
+            continue;
+        }
+        if !park(&state, &entry, &session, generation).await {
+            break;
+        }
+    }
+    let (code, reason) = entry.session().closed().await;
+    bindings::release_all(&state, &entry);
+    state.sessions.remove(&entry.id);
+    tracing::info!(session = %entry.id, %code, reason, "session closed");
+}
+
+/// Answers the events of one mux until it ends.
+async fn serve(state: &Arc<ServerState>, entry: &Arc<SessionEntry>, session: &Session) {
     while let Some(event) = session.next_event().await {
         match event {
             SessionEvent::Control(Frame::Bind(bind)) => {
-                let answer = bindings::bind(&state, &entry, bind).await;
+                let answer = bindings::bind(state, entry, bind).await;
                 let _ = session.send_control(&answer);
             }
             SessionEvent::Control(Frame::Unbind(BindRef { bind_id })) => {
-                let answer = if bindings::unbind(&state, &entry, bind_id) {
+                let answer = if bindings::unbind(state, entry, bind_id) {
                     Frame::UnbindOk(BindRef { bind_id })
                 } else {
                     Frame::UnbindErr(UnbindErr {
@@ -33,16 +53,47 @@ pub async fn run(state: Arc<ServerState>, entry: Arc<SessionEntry>) {
                 tracing::debug!(session = %entry.id, frame = other.frame_type().name(), "ignoring unexpected control frame");
             }
             SessionEvent::Incoming(stream, open) => {
-                bindings::serve_client_stream(&entry, stream, open);
+                bindings::serve_client_stream(entry, stream, open);
             }
             SessionEvent::GoAway(goaway) => {
                 tracing::info!(session = %entry.id, code = %goaway.code, message = %goaway.message, "client is going away");
+                // A client that says goodbye is not coming back: no parking.
+                entry.forbid_parking();
                 session.close(ErrorCode::NO_ERROR, "goodbye");
             }
         }
     }
-    let (code, reason) = session.closed().await;
-    bindings::release_all(&state, &entry);
-    state.sessions.remove(&entry.id);
-    tracing::info!(session = %entry.id, %code, reason, "session closed");
+}
+
+/// After a carrier loss, keeps the session (bindings, routes, ports) for the resume grace
+/// period. Returns true when a resume replaced the mux, false when the session should end.
+async fn park(
+    state: &Arc<ServerState>,
+    entry: &Arc<SessionEntry>,
+    session: &Session,
+    generation: u64,
+) -> bool {
+    let grace = state.config.limits.resume_grace;
+    let lost = session.inspect(|st| st.lost_session_carrier());
+    if !lost || grace.is_zero() || !entry.may_park() || state.is_draining() {
+        return false;
+    }
+    if !entry.park(generation, Instant::now() + grace) {
+        return true;
+    }
+    tracing::info!(session = %entry.id, grace_secs = grace.as_secs_f64(), "carrier lost; session parked for resume");
+    // Woken by a resume (new generation) or a kill (parking forbidden); a wake-up left over
+    // from an earlier resume is ignored and the wait goes on until the deadline.
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let timed_out = tokio::time::timeout_at(deadline, entry.resumed())
+            .await
+            .is_err();
+        if entry.generation() != generation {
+            return true;
+        }
+        if timed_out || !entry.may_park() {
+            return false;
+        }
+    }
 }

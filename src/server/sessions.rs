@@ -3,8 +3,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
+
+use tokio::sync::Notify;
 
 use crate::mux::Session;
 use crate::proto::{BindId, BindKind, BindMode, ProtocolVersion};
@@ -47,14 +50,23 @@ impl Drop for BindingRecord {
     }
 }
 
-/// One live session.
+/// The mux currently serving a session, and whether the session is parked.
+#[derive(Debug)]
+struct Current {
+    session: Session,
+    /// Bumped by every resume, so a task can tell that its mux was replaced.
+    generation: u64,
+    /// Set while the session waits for a resume after losing carrier 0.
+    parked_until: Option<Instant>,
+}
+
+/// One session: live, or parked for resume. Its mux may be replaced by a resume; its id,
+/// bindings and routes stay.
 #[derive(Debug)]
 pub struct SessionEntry {
     /// Session id.
     pub id: String,
-    /// The mux.
-    pub session: Session,
-    /// Address of carrier 0's peer.
+    /// Address of carrier 0's peer (of the first connection).
     pub peer: Option<SocketAddr>,
     /// v1 or v2.
     pub version: ProtocolVersion,
@@ -64,9 +76,128 @@ pub struct SessionEntry {
     pub tickets: Mutex<Vec<Ticket>>,
     /// Bindings by id.
     pub bindings: Mutex<HashMap<BindId, BindingRecord>>,
+    current: Mutex<Current>,
+    resumed: Notify,
+    no_park: AtomicBool,
+}
+
+/// Why a resume was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeRefused {
+    /// The grace period ran out, or the session was closed on purpose.
+    Expired,
 }
 
 impl SessionEntry {
+    /// A session served by `session`.
+    pub fn new(
+        id: String,
+        session: Session,
+        peer: Option<SocketAddr>,
+        version: ProtocolVersion,
+        connections_granted: u32,
+        tickets: Vec<Ticket>,
+    ) -> Self {
+        Self {
+            id,
+            peer,
+            version,
+            connections_granted,
+            tickets: Mutex::new(tickets),
+            bindings: Mutex::new(HashMap::new()),
+            current: Mutex::new(Current {
+                session,
+                generation: 0,
+                parked_until: None,
+            }),
+            resumed: Notify::new(),
+            no_park: AtomicBool::new(false),
+        }
+    }
+
+    fn current(&self) -> MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The mux serving this session now.
+    pub fn session(&self) -> Session {
+        self.current().session.clone()
+    }
+
+    /// The mux and its generation (see [`resume_with`](Self::resume_with)).
+    pub fn session_and_generation(&self) -> (Session, u64) {
+        let c = self.current();
+        (c.session.clone(), c.generation)
+    }
+
+    /// Current generation: it changes when a resume replaces the mux.
+    pub fn generation(&self) -> u64 {
+        self.current().generation
+    }
+
+    /// True while parked, waiting for a resume.
+    pub fn is_parked(&self) -> bool {
+        self.current().parked_until.is_some()
+    }
+
+    /// Parks the session until `until` unless a resume already replaced generation `gen`.
+    pub fn park(&self, generation: u64, until: Instant) -> bool {
+        let mut c = self.current();
+        if c.generation != generation {
+            return false;
+        }
+        c.parked_until = Some(until);
+        true
+    }
+
+    /// Waits until a resume replaces the mux or parking is forbidden.
+    pub async fn resumed(&self) {
+        self.resumed.notified().await
+    }
+
+    /// Ends the session for good when it next loses its mux (admin kill, shutdown); a session
+    /// already parked stops waiting for a resume.
+    pub fn forbid_parking(&self) {
+        self.no_park.store(true, Ordering::Relaxed);
+        self.resumed.notify_one();
+    }
+
+    /// True when the session may be parked.
+    pub fn may_park(&self) -> bool {
+        !self.no_park.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the mux after a HELLO that resumes this session. Accepted while parked within
+    /// the grace period, or while the old mux is already dead or half-open (the client knows
+    /// better than we do that its connection is gone): the old mux is closed then.
+    pub fn resume_with(&self, session: Session, now: Instant) -> Result<(), ResumeRefused> {
+        let old = {
+            let mut c = self.current();
+            if !Self::resumable(&c, now) || !self.may_park() {
+                return Err(ResumeRefused::Expired);
+            }
+            c.parked_until = None;
+            c.generation += 1;
+            std::mem::replace(&mut c.session, session)
+        };
+        old.close(
+            crate::proto::ErrorCode::CANCEL,
+            "session resumed on a new connection",
+        );
+        self.resumed.notify_one();
+        Ok(())
+    }
+
+    /// True if a resume at `now` would be accepted.
+    pub fn can_resume(&self, now: Instant) -> bool {
+        self.may_park() && Self::resumable(&self.current(), now)
+    }
+
+    /// Parked within the grace period, or not parked at all (the old mux is dead or half-open).
+    fn resumable(c: &Current, now: Instant) -> bool {
+        !matches!(c.parked_until, Some(t) if now >= t)
+    }
+
     /// Locks the bindings.
     pub fn bindings(&self) -> MutexGuard<'_, HashMap<BindId, BindingRecord>> {
         self.bindings.lock().unwrap_or_else(|e| e.into_inner())

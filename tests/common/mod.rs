@@ -2,10 +2,12 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::task::AbortHandle;
 use underpass::server::{Server, ServerConfig};
 
 pub const TOKEN: &str = "test-token-0123456789";
@@ -71,4 +73,37 @@ pub async fn tcp_roundtrip(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
     r.read_to_end(&mut out).await.unwrap();
     writer.await.unwrap();
     out
+}
+
+/// A TCP relay in front of the server whose connections can be cut, like a network blip.
+pub struct Relay {
+    pub addr: SocketAddr,
+    conns: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Relay {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let tracked = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                tracked.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self { addr, conns }
+    }
+
+    /// Drops every relayed connection without any WebSocket close.
+    pub fn cut(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
 }

@@ -1,0 +1,308 @@
+//! `GET /__underpass__/metrics`: Prometheus / OpenMetrics text, gathered on each scrape from the
+//! session table (no counters on the data path).
+//!
+//! Built with `prometheus-client`: a fresh registry per scrape holds the values read from the
+//! [`SessionView`]s, and the crate does the text format (escaping, `_total` suffixes, `# EOF`).
+//!
+//! The byte, stall and stream-open counters live in each session's mux, so they are exported per
+//! session (`{session="..."}`): each series only grows, and it vanishes when its session ends.
+//! `sum(rate(underpass_bytes_sent_total[5m]))` is then the server's throughput; a plain sum
+//! over sessions would drop whenever a session ends and Prometheus would take that for a counter
+//! reset.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use super::snapshot::SessionView;
+use crate::proto::{BindKind, BindMode};
+
+/// Content type of the answer (OpenMetrics text, which Prometheus scrapes natively).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Label set of the per-session and per-binding families.
+type Labels = Vec<(&'static str, String)>;
+
+/// Server-wide facts the session table does not hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerFacts {
+    /// Host routes with at least one holder.
+    pub routes: usize,
+    /// File descriptors the process may still open, when known.
+    pub fd_permits_available: Option<u64>,
+    /// True while shutting down.
+    pub draining: bool,
+}
+
+/// Every `(kind, mode)` pair a binding can have, so dashboards see 0 rather than no series.
+const BINDING_KINDS: [(BindKind, BindMode); 4] = [
+    (BindKind::Http, BindMode::Expose),
+    (BindKind::Tcp, BindMode::Expose),
+    (BindKind::Tcp, BindMode::Pull),
+    (BindKind::Tcp, BindMode::Forward),
+];
+
+fn kind_name(kind: BindKind) -> &'static str {
+    match kind {
+        BindKind::Http => "http",
+        BindKind::Tcp => "tcp",
+        BindKind::Unknown => "unknown",
+    }
+}
+
+fn mode_name(mode: BindMode) -> &'static str {
+    match mode {
+        BindMode::Expose => "expose",
+        BindMode::Pull => "pull",
+        BindMode::Forward => "forward",
+        BindMode::Unknown => "unknown",
+    }
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
+    let g: Gauge = Gauge::default();
+    g.set(value);
+    registry.register(name, help, g);
+}
+
+fn as_i64(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+/// Renders the exposition for `views` and `facts`.
+pub fn render(views: &[SessionView], facts: ServerFacts) -> String {
+    let mut registry = Registry::default();
+
+    // The names dashboards built on the hoody-tunnel protocol expect (PROTOCOL.md, Listeners).
+    let sessions = as_i64(views.len());
+    gauge(
+        &mut registry,
+        "hoody_tunnel_sessions_active",
+        "Sessions in the session table",
+        sessions,
+    );
+    let bindings: Family<Labels, Gauge> = Family::default();
+    for (kind, mode) in BINDING_KINDS {
+        bindings.get_or_create(&kind_mode(kind, mode)).set(0);
+    }
+    for b in views.iter().flat_map(|s| &s.bindings) {
+        bindings.get_or_create(&kind_mode(b.kind, b.mode)).inc();
+    }
+    registry.register(
+        "hoody_tunnel_bindings_active",
+        "Bindings by kind and mode",
+        bindings,
+    );
+    if let Some(fds) = facts.fd_permits_available {
+        gauge(
+            &mut registry,
+            "hoody_tunnel_fd_permits_available",
+            "File descriptors the server process may still open (soft limit minus open)",
+            as_i64(fds),
+        );
+    }
+
+    gauge(
+        &mut registry,
+        "underpass_sessions_active",
+        "Sessions in the session table",
+        sessions,
+    );
+    gauge(
+        &mut registry,
+        "underpass_sessions_parked",
+        "Sessions waiting for their client to resume after a carrier loss",
+        as_i64(views.iter().filter(|s| s.parked).count()),
+    );
+    gauge(
+        &mut registry,
+        "underpass_carriers_active",
+        "Live carriers over every session",
+        as_i64(views.iter().map(SessionView::carriers_alive).sum::<usize>()),
+    );
+    gauge(
+        &mut registry,
+        "underpass_streams_active",
+        "Open streams over every session",
+        as_i64(views.iter().map(|s| s.active_streams).sum::<usize>()),
+    );
+    gauge(
+        &mut registry,
+        "underpass_routes_active",
+        "Host routes with at least one holder",
+        as_i64(facts.routes),
+    );
+    gauge(
+        &mut registry,
+        "underpass_draining",
+        "1 while the server shuts down",
+        i64::from(facts.draining),
+    );
+
+    // Counters per session: see the module comment for why they are not summed.
+    let per_session = |pick: fn(&SessionView) -> u64| {
+        let family: Family<Labels, Counter> = Family::default();
+        for s in views {
+            family
+                .get_or_create(&vec![("session", s.id.clone())])
+                .inc_by(pick(s));
+        }
+        family
+    };
+    registry.register(
+        "underpass_bytes_sent",
+        "DATA bytes the server sent to the client, per session, since the session started",
+        per_session(|s| s.stats.data_bytes_sent),
+    );
+    registry.register(
+        "underpass_bytes_received",
+        "DATA bytes the server received from the client, per session, since the session started",
+        per_session(|s| s.stats.data_bytes_received),
+    );
+    registry.register(
+        "underpass_flow_control_stalls",
+        "Times a writer waited for flow-control credit, per session",
+        per_session(|s| s.stats.flow_control_stalls),
+    );
+    registry.register(
+        "underpass_streams_opened",
+        "Streams opened by either side, per session",
+        per_session(|s| s.stats.streams_opened),
+    );
+
+    let rtt: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+    for s in views {
+        for c in s.carriers.iter().filter(|c| c.alive) {
+            if let Some(d) = c.rtt {
+                rtt.get_or_create(&vec![
+                    ("session", s.id.clone()),
+                    ("carrier", c.index.to_string()),
+                ])
+                .set(d.as_secs_f64());
+            }
+        }
+    }
+    registry.register(
+        "underpass_carrier_rtt_seconds",
+        "Last measured PING round trip of each live carrier",
+        rtt,
+    );
+
+    registry.register(
+        "underpass_build",
+        "Version of the running server",
+        Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_string())]),
+    );
+
+    let mut out = String::new();
+    // Writing into a String cannot fail, and every name and label above is valid.
+    if encode(&mut out, &registry).is_err() {
+        out = "# EOF\n".into();
+    }
+    out
+}
+
+fn kind_mode(kind: BindKind, mode: BindMode) -> Labels {
+    vec![
+        ("kind", kind_name(kind).to_string()),
+        ("mode", mode_name(mode).to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::mux::MuxStats;
+    use crate::proto::ProtocolVersion;
+    use crate::server::admin::snapshot::{BindingView, CarrierView};
+
+    fn view() -> SessionView {
+        SessionView {
+            id: "s_abc".into(),
+            peer: None,
+            version: ProtocolVersion::V2,
+            connections_granted: 2,
+            active_streams: 3,
+            max_streams: 1024,
+            carriers: vec![
+                CarrierView {
+                    index: 0,
+                    alive: true,
+                    rtt: Some(Duration::from_millis(2)),
+                },
+                CarrierView {
+                    index: 1,
+                    alive: false,
+                    rtt: Some(Duration::from_millis(9)),
+                },
+            ],
+            stats: MuxStats {
+                data_bytes_sent: 100,
+                data_bytes_received: 7,
+                flow_control_stalls: 1,
+                streams_opened: 5,
+            },
+            bindings: vec![BindingView {
+                bind_id: 1,
+                kind: BindKind::Tcp,
+                mode: BindMode::Pull,
+                container_port: 15432,
+                route: None,
+            }],
+            parked: false,
+        }
+    }
+
+    #[test]
+    fn exposition_has_every_family() {
+        let facts = ServerFacts {
+            routes: 0,
+            fd_permits_available: Some(1000),
+            draining: false,
+        };
+        let text = render(&[view()], facts);
+        for line in [
+            "hoody_tunnel_sessions_active 1",
+            "hoody_tunnel_bindings_active{kind=\"tcp\",mode=\"pull\"} 1",
+            "hoody_tunnel_bindings_active{kind=\"http\",mode=\"expose\"} 0",
+            "hoody_tunnel_fd_permits_available 1000",
+            "underpass_sessions_active 1",
+            "underpass_carriers_active 1",
+            "underpass_streams_active 3",
+            "underpass_bytes_sent_total{session=\"s_abc\"} 100",
+            "underpass_bytes_received_total{session=\"s_abc\"} 7",
+            "underpass_flow_control_stalls_total{session=\"s_abc\"} 1",
+            "underpass_streams_opened_total{session=\"s_abc\"} 5",
+            "underpass_carrier_rtt_seconds{session=\"s_abc\",carrier=\"0\"} 0.002",
+            "underpass_build_info{version=\"",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        // A dead carrier's last RTT is stale: no series for it.
+        assert!(!text.contains("carrier=\"1\""), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn empty_server_still_reports_totals() {
+        let facts = ServerFacts {
+            routes: 0,
+            fd_permits_available: None,
+            draining: true,
+        };
+        let text = render(&[], facts);
+        assert!(text.contains("hoody_tunnel_sessions_active 0"), "{text}");
+        assert!(text.contains("underpass_draining 1"), "{text}");
+        assert!(
+            !text.contains("hoody_tunnel_fd_permits_available"),
+            "{text}"
+        );
+    }
+}

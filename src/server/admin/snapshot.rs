@@ -1,0 +1,121 @@
+//! One pass over the session table that both the JSON endpoints and the metrics read. Each
+//! session's locks are taken one at a time and released before anything is encoded, so a slow
+//! scrape never holds up the data path.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::mux::MuxStats;
+use crate::proto::{BindId, BindKind, BindMode, ProtocolVersion};
+use crate::server::state::ServerState;
+
+/// One binding of a session, as the admin API shows it.
+#[derive(Debug, Clone)]
+pub struct BindingView {
+    /// Id given in BIND_OK.
+    pub bind_id: BindId,
+    /// `http` or `tcp`.
+    pub kind: BindKind,
+    /// `expose`, `pull` or `forward`.
+    pub mode: BindMode,
+    /// Server port (0 for a route-only http expose).
+    pub container_port: u16,
+    /// Host route, for an http expose with one.
+    pub route: Option<String>,
+}
+
+/// One carrier slot of a session.
+#[derive(Debug, Clone)]
+pub struct CarrierView {
+    /// Carrier index (0 carries control frames).
+    pub index: usize,
+    /// False once the carrier dropped.
+    pub alive: bool,
+    /// Last measured round trip, once a PING was answered.
+    pub rtt: Option<Duration>,
+}
+
+/// One session, read at one moment.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    /// Session id.
+    pub id: String,
+    /// Address of carrier 0's peer.
+    pub peer: Option<SocketAddr>,
+    /// v1 or v2.
+    pub version: ProtocolVersion,
+    /// Carriers granted in HELLO_OK.
+    pub connections_granted: u32,
+    /// Streams open now.
+    pub active_streams: usize,
+    /// Most streams open at once.
+    pub max_streams: usize,
+    /// Every carrier slot, alive or not.
+    pub carriers: Vec<CarrierView>,
+    /// The mux counters since the session started.
+    pub stats: MuxStats,
+    /// Bindings, by id.
+    pub bindings: Vec<BindingView>,
+    /// Carrier 0 dropped and the session waits for the client to resume it.
+    pub parked: bool,
+}
+
+impl SessionView {
+    /// Carriers still alive.
+    pub fn carriers_alive(&self) -> usize {
+        self.carriers.iter().filter(|c| c.alive).count()
+    }
+}
+
+/// Every session of the table, sorted by id so listings are stable between calls.
+pub fn sessions(state: &ServerState) -> Vec<SessionView> {
+    let mut out: Vec<SessionView> = state
+        .sessions
+        .all()
+        .into_iter()
+        .map(|entry| {
+            // One short lock of the mux state for every number it holds.
+            let (active_streams, max_streams, carriers, stats) = entry.session().inspect(|st| {
+                let carriers = (0..st.carrier_count())
+                    .map(|index| CarrierView {
+                        index,
+                        alive: st.carrier_alive(index),
+                        rtt: st.rtt(index),
+                    })
+                    .collect();
+                (
+                    st.stream_count(),
+                    st.config().max_streams,
+                    carriers,
+                    st.stats().clone(),
+                )
+            });
+            let mut bindings: Vec<BindingView> = entry
+                .bindings()
+                .values()
+                .map(|b| BindingView {
+                    bind_id: b.bind_id,
+                    kind: b.kind,
+                    mode: b.mode,
+                    container_port: b.container_port,
+                    route: b.route.clone(),
+                })
+                .collect();
+            bindings.sort_by_key(|b| b.bind_id);
+            SessionView {
+                id: entry.id.clone(),
+                peer: entry.peer,
+                version: entry.version,
+                connections_granted: entry.connections_granted,
+                active_streams,
+                max_streams,
+                carriers,
+                stats,
+                bindings,
+                parked: entry.is_parked(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
