@@ -88,6 +88,10 @@ pub struct ServerArgs {
     /// Seconds running streams get to finish on SIGTERM/Ctrl-C (readiness answers 503 meanwhile).
     #[arg(long, env = "UNDERPASS_DRAIN_TIMEOUT", default_value = "10", value_parser = parse::seconds)]
     pub drain_timeout: Duration,
+    /// hoody-compatible control listener: `/api/v1/tunnel/connect` for carriers and the admin API
+    /// at `/api/v1/tunnel/...`; off unless given.
+    #[arg(long, env = "UNDERPASS_CONTROL_LISTEN")]
+    pub control_listen: Option<SocketAddr>,
     /// QUIC (UDP) listener for clients on trusted hosts; off unless given.
     #[arg(long, env = "UNDERPASS_QUIC_LISTEN")]
     pub quic_listen: Option<SocketAddr>,
@@ -148,6 +152,7 @@ impl ServerArgs {
                 allow_privileged_ports: self.allow_privileged_ports,
                 public_url_template: self.public_url_template.clone(),
                 limits,
+                control_listen: self.control_listen,
                 #[cfg(feature = "quic")]
                 quic: self.quic()?,
             },
@@ -200,6 +205,9 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
     let host = domain.unwrap_or_else(|| addr.ip().to_string());
     println!("public: http://{host}:{}", addr.port());
     println!("control: ws://{addr}{CONTROL_PATH}");
+    if let Some(control) = server.control_addr() {
+        println!("control-listen: ws://{control}/api/v1/tunnel/connect");
+    }
     #[cfg(feature = "quic")]
     if let (Some(quic), Some(fp)) = (server.quic_addr(), fingerprint) {
         println!("quic: quic://{quic}");

@@ -44,14 +44,35 @@ pub const KILL_REASON: &str = "killed by admin";
 const DISABLED: &str = "admin API disabled (start the server with --admin-token)";
 const READ_METHODS: &str = "GET, HEAD";
 
+/// Prefix of the hoody-compatible admin paths on the control listener (PROTOCOL.md).
+pub const HOODY_PREFIX: &str = "/api/v1/tunnel/";
+
 /// Answers an admin or metrics request, or `None` when `req` is for another path.
 pub fn answer<B>(state: &Arc<ServerState>, req: &Request<B>) -> Option<Response<ProxyBody>> {
     let path = req.uri().path();
     if path != METRICS_PATH && !path.starts_with(API_PREFIX) {
         return None;
     }
+    Some(answer_at(state, req, path))
+}
+
+/// Answers the hoody-compatible paths of the control listener (`/api/v1/tunnel/{health,
+/// metrics,tunnels,sessions,bindings}`, `DELETE /api/v1/tunnel/sessions/{id}`) with the same
+/// handlers, or `None` for other paths.
+pub fn answer_hoody<B>(state: &Arc<ServerState>, req: &Request<B>) -> Option<Response<ProxyBody>> {
+    let rest = req.uri().path().strip_prefix(HOODY_PREFIX)?;
+    let path = if rest == "metrics" {
+        METRICS_PATH.to_string()
+    } else {
+        format!("{API_V1}/{rest}")
+    };
+    Some(answer_at(state, req, &path))
+}
+
+/// Authenticates, then routes `path` (one of ours).
+fn answer_at<B>(state: &Arc<ServerState>, req: &Request<B>, path: &str) -> Response<ProxyBody> {
     let Some(expected) = state.config.admin_token.as_deref() else {
-        return Some(error(StatusCode::NOT_FOUND, DISABLED));
+        return error(StatusCode::NOT_FOUND, DISABLED);
     };
     // Authentication comes before routing so that unauthenticated callers learn nothing about
     // which endpoints exist.
@@ -66,9 +87,9 @@ pub fn answer<B>(state: &Arc<ServerState>, req: &Request<B>) -> Option<Response<
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"underpass admin\""),
         );
-        return Some(resp);
+        return resp;
     }
-    Some(route(state, req.method(), path, req.uri().query()))
+    route(state, req.method(), path, req.uri().query())
 }
 
 /// An authorized request, by path and method.

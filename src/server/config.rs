@@ -78,6 +78,9 @@ pub struct ServerConfig {
     pub public_url_template: String,
     /// Limits.
     pub limits: Limits,
+    /// Optional hoody-compatible control listener (`/api/v1/tunnel/connect` and the admin API
+    /// at `/api/v1/tunnel/...`), for deployments built for that protocol.
+    pub control_listen: Option<SocketAddr>,
     /// QUIC listener, when enabled.
     #[cfg(feature = "quic")]
     pub quic: Option<QuicListen>,
@@ -107,6 +110,7 @@ impl ServerConfig {
             allow_privileged_ports: false,
             public_url_template: "http://{host}:{port}".into(),
             limits: Limits::default(),
+            control_listen: None,
             #[cfg(feature = "quic")]
             quic: None,
         }

@@ -38,6 +38,9 @@ pub enum ListenerKind {
     Main,
     /// A dedicated HTTP port of one binding.
     Dedicated(RoutePick),
+    /// The hoody-compatible control listener: `/api/v1/tunnel/connect` and the admin API at
+    /// `/api/v1/tunnel/...`; nothing is proxied there.
+    Control,
 }
 
 /// Accepts connections until the task is aborted. Accept errors (EMFILE, ...) are logged and
@@ -100,8 +103,9 @@ async fn handle(
         _ if state.is_draining() => visitor_error::shutting_down().map(full),
         ListenerKind::Main => routed(&state, peer, host.as_deref(), req).await,
         ListenerKind::Dedicated(pick) => forward(&state, peer, host.as_deref(), pick, req).await,
+        ListenerKind::Control => control(&state, peer, req).await,
     };
-    if !path.starts_with(RESERVED_PREFIX) {
+    if !path.starts_with(RESERVED_PREFIX) && !matches!(kind, ListenerKind::Control) {
         tracing::info!(
             %method,
             host = host.as_deref().unwrap_or("-"),
@@ -159,25 +163,11 @@ async fn forward(
 async fn reserved(
     state: &Arc<ServerState>,
     peer: SocketAddr,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let path = req.uri().path().to_string();
     if path == CONTROL_PATH {
-        return match underpass_transports::ws::accept_upgrade(&mut req, &SUBPROTOCOLS, Some(peer)) {
-            Ok((resp, pending)) => {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    match pending.upgrade().await {
-                        Ok(carrier) => handshake::accept_carrier(state, carrier).await,
-                        Err(e) => tracing::debug!(error = %e, "control upgrade failed"),
-                    }
-                });
-                resp.map(|b| b.map_err(|never| match never {}).boxed())
-            }
-            Err(rejection) => rejection
-                .into_response()
-                .map(|b| b.map_err(|never| match never {}).boxed()),
-        };
+        return accept_carrier(state, peer, req);
     }
     if let Some(resp) = admin::answer(state, &req) {
         return resp;
@@ -188,4 +178,48 @@ async fn reserved(
     let mut resp = Response::new(full("underpass: no such endpoint\n"));
     *resp.status_mut() = StatusCode::NOT_FOUND;
     resp
+}
+
+/// Path of the WebSocket control endpoint on the control listener (PROTOCOL.md).
+pub const HOODY_CONNECT_PATH: &str = "/api/v1/tunnel/connect";
+
+async fn control(
+    state: &Arc<ServerState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if req.uri().path() == HOODY_CONNECT_PATH {
+        return accept_carrier(state, peer, req);
+    }
+    if let Some(resp) = admin::answer_hoody(state, &req) {
+        return resp;
+    }
+    let mut resp = Response::new(full(
+        "underpass: no such endpoint on the control listener\n",
+    ));
+    *resp.status_mut() = StatusCode::NOT_FOUND;
+    resp
+}
+
+/// Answers a WebSocket upgrade for a carrier and hands the carrier to the handshake.
+fn accept_carrier(
+    state: &Arc<ServerState>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    match underpass_transports::ws::accept_upgrade(&mut req, &SUBPROTOCOLS, Some(peer)) {
+        Ok((resp, pending)) => {
+            let state = state.clone();
+            tokio::spawn(async move {
+                match pending.upgrade().await {
+                    Ok(carrier) => handshake::accept_carrier(state, carrier).await,
+                    Err(e) => tracing::debug!(error = %e, "control upgrade failed"),
+                }
+            });
+            resp.map(|b| b.map_err(|never| match never {}).boxed())
+        }
+        Err(rejection) => rejection
+            .into_response()
+            .map(|b| b.map_err(|never| match never {}).boxed()),
+    }
 }

@@ -35,6 +35,7 @@ use crate::mux::Session;
 pub struct Server {
     state: Arc<ServerState>,
     accept: JoinHandle<()>,
+    control: Option<(SocketAddr, JoinHandle<()>)>,
     quic: Option<(SocketAddr, JoinHandle<()>)>,
     #[cfg(feature = "quic")]
     quic_pin: Option<[u8; 32]>,
@@ -47,6 +48,13 @@ impl Server {
             io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
         })?;
         let local_addr = listener.local_addr()?;
+        let control_listener =
+            match config.control_listen {
+                Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                })?),
+                None => None,
+            };
         #[cfg(feature = "quic")]
         let quic_listen = config.quic.clone();
         #[cfg(feature = "quic")]
@@ -57,6 +65,18 @@ impl Server {
             listener,
             listener::ListenerKind::Main,
         ));
+        let control = match control_listener {
+            Some(l) => {
+                let addr = l.local_addr()?;
+                let task = tokio::spawn(listener::accept_loop(
+                    state.clone(),
+                    l,
+                    listener::ListenerKind::Control,
+                ));
+                Some((addr, task))
+            }
+            None => None,
+        };
         #[cfg(feature = "quic")]
         let quic = match quic_listen {
             Some(q) => Some(quic::start(state.clone(), q)?),
@@ -67,6 +87,7 @@ impl Server {
         Ok(Self {
             state,
             accept,
+            control,
             quic,
             #[cfg(feature = "quic")]
             quic_pin,
@@ -77,6 +98,11 @@ impl Server {
     #[cfg(feature = "quic")]
     pub fn quic_cert_sha256(&self) -> Option<[u8; 32]> {
         self.quic_pin
+    }
+
+    /// Address of the hoody-compatible control listener, when one runs.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Address of the QUIC listener, when one runs.
@@ -125,7 +151,7 @@ impl Server {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         self.accept.abort();
-        if let Some((_, task)) = &self.quic {
+        for (_, task) in self.quic.iter().chain(self.control.iter()) {
             task.abort();
         }
         for (_, session) in self.sessions() {
