@@ -82,6 +82,10 @@ pub struct ServerArgs {
     /// Seconds a visitor waits for the response head before 504.
     #[arg(long, default_value = "60", value_parser = parse::seconds)]
     pub response_timeout: Duration,
+    /// Accepted connections at once before new ones get 503 (default: the open-file limit
+    /// minus 64).
+    #[arg(long)]
+    pub fd_budget: Option<usize>,
     /// Seconds a session whose connection dropped is kept for its client to resume (0: never).
     #[arg(long, env = "UNDERPASS_RESUME_GRACE", default_value = "60", value_parser = parse::seconds)]
     pub resume_grace: Duration,
@@ -138,6 +142,7 @@ impl ServerArgs {
             pong_timeout: self.pong_timeout,
             response_timeout: self.response_timeout,
             resume_grace: self.resume_grace,
+            fd_budget: self.fd_budget,
             ..Limits::default()
         };
         Ok((

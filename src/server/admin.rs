@@ -12,7 +12,6 @@
 //! Without an admin token every one of these paths answers 404, so the API cannot be opened by
 //! accident. Answers are computed from the session table at request time.
 
-mod fds;
 mod json;
 mod metrics;
 mod snapshot;
@@ -121,7 +120,7 @@ fn route(
         }),
         "/tunnels" => ok_json(&json::tunnels(
             &snapshot::sessions(state),
-            fds::permits_available(),
+            Some(state.fd_budget.available() as u64),
         )),
         "/sessions" => ok_json(&json::sessions(&snapshot::sessions(state))),
         "/bindings" => ok_json(&json::bindings(&snapshot::sessions(state))),
@@ -140,7 +139,7 @@ fn route(
 fn metrics(state: &Arc<ServerState>) -> Response<ProxyBody> {
     let facts = metrics::ServerFacts {
         routes: state.routes.snapshot().len(),
-        fd_permits_available: fds::permits_available(),
+        fd_permits_available: Some(state.fd_budget.available() as u64),
         draining: state.is_draining(),
     };
     let text = metrics::render(&snapshot::sessions(state), facts);

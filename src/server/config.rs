@@ -34,6 +34,9 @@ pub struct Limits {
     pub resume_grace: Duration,
     /// How long a visitor waits for the response head before 504.
     pub response_timeout: Duration,
+    /// Accepted connections at once (the file-descriptor budget); `None`: the open-file limit
+    /// minus a reserve.
+    pub fd_budget: Option<usize>,
 }
 
 impl Default for Limits {
@@ -51,6 +54,7 @@ impl Default for Limits {
             join_ticket_ttl: Duration::from_secs(30),
             resume_grace: Duration::from_secs(60),
             response_timeout: Duration::from_secs(60),
+            fd_budget: None,
         }
     }
 }

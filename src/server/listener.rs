@@ -58,8 +58,17 @@ async fn accept_connections(state: Arc<ServerState>, listener: TcpListener, kind
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
+                let Some(permit) = state.fd_budget.try_acquire() else {
+                    tokio::spawn(refuse_over_budget(tcp));
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(serve_connection(state.clone(), tcp, peer, kind.clone()));
+                let state = state.clone();
+                let kind = kind.clone();
+                tokio::spawn(async move {
+                    serve_connection(state, tcp, peer, kind).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -67,6 +76,20 @@ async fn accept_connections(state: Arc<ServerState>, listener: TcpListener, kind
             }
         }
     }
+}
+
+/// Answers 503 on a connection the budget has no room for, without parsing anything.
+async fn refuse_over_budget(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    tracing::warn!("connection budget exhausted; answering 503");
+    let body = "underpass: server is out of connection capacity, retry shortly\n";
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         retry-after: 5\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(resp.as_bytes())).await;
+    let _ = tcp.shutdown().await;
 }
 
 async fn serve_connection(

@@ -4,6 +4,7 @@
 mod admin;
 mod bindings;
 pub mod config;
+mod fd_budget;
 mod handshake;
 mod health;
 mod listener;

@@ -10,6 +10,7 @@ use rand::Rng;
 use tokio::net::TcpListener;
 
 use super::bindings::{revoke, PortGrant, Refusal};
+use super::fd_budget::FdBudget;
 use super::listener::{accept_loop, ListenerKind};
 use super::routes::{Holder, RoutePick};
 use super::sessions::{BindingRecord, SessionEntry};
@@ -189,7 +190,12 @@ async fn expose(
             (task, url)
         }
         _ => {
-            let task = tokio::spawn(tcp_accept_loop(listener, entry.clone(), bind_id));
+            let task = tokio::spawn(tcp_accept_loop(
+                listener,
+                entry.clone(),
+                bind_id,
+                state.fd_budget.clone(),
+            ));
             (task, format!("tcp://{host}:{port}"))
         }
     };
@@ -263,7 +269,12 @@ async fn pull(
         .local_addr()
         .map_err(|e| Refusal::new(BindErrorCode::Internal, e.to_string()))?
         .port();
-    let task = tokio::spawn(tcp_accept_loop(listener, entry.clone(), bind_id));
+    let task = tokio::spawn(tcp_accept_loop(
+        listener,
+        entry.clone(),
+        bind_id,
+        state.fd_budget.clone(),
+    ));
     record(
         entry,
         bind_id,
@@ -313,7 +324,12 @@ fn forward(
 
 /// Each accepted connection becomes a stream to the client. While the session is parked for
 /// resume (or full), new connections are dropped but the port stays bound.
-async fn tcp_accept_loop(listener: TcpListener, entry: Arc<SessionEntry>, bind_id: BindId) {
+async fn tcp_accept_loop(
+    listener: TcpListener,
+    entry: Arc<SessionEntry>,
+    bind_id: BindId,
+    budget: FdBudget,
+) {
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -323,10 +339,15 @@ async fn tcp_accept_loop(listener: TcpListener, entry: Arc<SessionEntry>, bind_i
                 continue;
             }
         };
+        let Some(permit) = budget.try_acquire() else {
+            tracing::warn!(%peer, "connection budget exhausted; dropping tcp connection");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         match entry.session().open(&StreamOpen::tcp(bind_id)) {
             Ok(stream) => {
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match crate::tcp::splice(tcp, stream).await {
                         Ok((up, down)) => tracing::debug!(%peer, up, down, "tcp connection done"),
                         Err(e) => tracing::debug!(%peer, error = %e, "tcp connection ended"),

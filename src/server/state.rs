@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use super::config::ServerConfig;
+use super::fd_budget::FdBudget;
 use super::routes::RouteTable;
 use super::sessions::SessionTable;
 
@@ -18,6 +19,8 @@ pub struct ServerState {
     pub sessions: SessionTable,
     /// Host routes.
     pub routes: RouteTable,
+    /// Permits for accepted connections.
+    pub fd_budget: FdBudget,
     next_bind_id: AtomicU32,
     draining: AtomicBool,
 }
@@ -25,11 +28,13 @@ pub struct ServerState {
 impl ServerState {
     /// Fresh state for a server bound at `local_addr`.
     pub fn new(config: ServerConfig, local_addr: SocketAddr) -> Self {
+        let fd_budget = FdBudget::new(config.limits.fd_budget);
         Self {
             config,
             local_addr,
             sessions: SessionTable::default(),
             routes: RouteTable::default(),
+            fd_budget,
             next_bind_id: AtomicU32::new(1),
             draining: AtomicBool::new(false),
         }
