@@ -206,6 +206,8 @@ async fn a_wrong_token_is_refused_clearly() {
     assert!(matches!(err, ClientError::Auth(_)), "{err}");
     assert!(err.to_string().contains("token"), "{err}");
     assert!(server.sessions().is_empty());
+    let refusals = server.state().counters.snapshot().refusals_by_code;
+    assert_eq!(refusals.get(&11), Some(&1), "one AUTH refusal counted");
 }
 
 #[tokio::test]

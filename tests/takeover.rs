@@ -54,6 +54,7 @@ async fn takeover_resets_the_old_holders_streams_and_moves_the_port() {
         .await
         .unwrap();
     assert_eq!(second.container_port(), first.container_port());
+    assert_eq!(server.state().counters.snapshot().takeovers, 1);
 
     // The old holder learns why, and its visitor's connection ends.
     let (revoked_id, reason) = within(5, old.next_revocation()).await.unwrap();

@@ -141,6 +141,8 @@ fn metrics(state: &Arc<ServerState>) -> Response<ProxyBody> {
         routes: state.routes.snapshot().len(),
         fd_permits_available: Some(state.fd_budget.available() as u64),
         draining: state.is_draining(),
+        counters: state.counters.snapshot(),
+        over_budget: state.fd_budget.refused(),
     };
     let text = metrics::render(&snapshot::sessions(state), facts);
     let mut resp = Response::new(full(text));

@@ -225,6 +225,7 @@ fn claim(
         .routes
         .claim(name, mode, auth, takeover, holder)
         .map_err(|e| Refusal::new(e.code, e.message))?;
+    state.counters.takeovers(previous.len());
     for old in previous {
         revoke(state, &old.session_id, old.bind_id, "route taken over");
     }

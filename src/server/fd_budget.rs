@@ -2,6 +2,7 @@
 //! the server answers 503 (or closes a raw TCP connection) instead of running into EMFILE, which
 //! would also stop carriers, health probes and the admin API from being accepted.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -16,6 +17,7 @@ const FALLBACK: usize = 65_536;
 pub struct FdBudget {
     permits: Arc<Semaphore>,
     size: usize,
+    refused: Arc<AtomicU64>,
 }
 
 impl FdBudget {
@@ -29,12 +31,22 @@ impl FdBudget {
         Self {
             permits: Arc::new(Semaphore::new(size)),
             size,
+            refused: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// A permit for one connection, or `None` when the budget is spent.
     pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
-        self.permits.clone().try_acquire_owned().ok()
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        permit
+    }
+
+    /// Connections refused for lack of a permit since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Permits left (`fdPermitsAvailable`).

@@ -45,6 +45,7 @@ pub async fn accept_carrier(state: Arc<ServerState>, mut carrier: Carrier) {
         Some(Frame::Join(join)) => accept_join(state, carrier, join).await,
         _ => {
             refuse(
+                &state,
                 &mut carrier,
                 ErrorCode::PROTOCOL,
                 "first frame must be HELLO or JOIN",
@@ -76,7 +77,8 @@ const RESUME_REFUSED: &str = "resume grace expired";
 
 /// Refuses a carrier: GOAWAY with the code first (clients read the reason there), then a close
 /// with the matching WebSocket close code.
-async fn refuse(carrier: &mut Carrier, code: ErrorCode, message: &str) {
+async fn refuse(state: &ServerState, carrier: &mut Carrier, code: ErrorCode, message: &str) {
+    state.counters.refusal(code);
     tracing::info!(peer = ?carrier.info.peer, %code, message, "carrier refused");
     let goaway = Frame::GoAway(GoAway {
         code,
@@ -99,6 +101,7 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         .or_else(|| carrier.info.bearer.clone());
     let Some(token) = token else {
         return refuse(
+            &state,
             &mut carrier,
             ErrorCode::AUTH,
             "a token is required (HELLO auth or Authorization: Bearer)",
@@ -106,10 +109,11 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         .await;
     };
     if !tokens_equal(&token, &state.config.token) {
-        return refuse(&mut carrier, ErrorCode::AUTH, "invalid token").await;
+        return refuse(&state, &mut carrier, ErrorCode::AUTH, "invalid token").await;
     }
     let Some(version) = ProtocolVersion::parse(&hello.version) else {
         return refuse(
+            &state,
             &mut carrier,
             ErrorCode::VERSION_MISMATCH,
             &format!("unsupported protocol version '{}'", hello.version),
@@ -119,7 +123,7 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
     let resuming = match &hello.resume {
         Some(resume) => match state.sessions.get(&resume.session_id) {
             Some(entry) => Some(entry),
-            None => return refuse(&mut carrier, ErrorCode::PROTOCOL, RESUME_REFUSED).await,
+            None => return refuse(&state, &mut carrier, ErrorCode::PROTOCOL, RESUME_REFUSED).await,
         },
         None => None,
     };
@@ -183,6 +187,7 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
     };
     if state.is_draining() {
         return refuse(
+            &state,
             &mut carrier,
             ErrorCode::RESOURCE_EXHAUSTED,
             "server is shutting down",
@@ -194,6 +199,7 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
     }
     if state.sessions.len() >= limits.max_sessions {
         return refuse(
+            &state,
             &mut carrier,
             ErrorCode::RESOURCE_EXHAUSTED,
             &format!("session limit ({}) reached", limits.max_sessions),
@@ -244,7 +250,7 @@ async fn resume(
         tracing::info!(session = %entry.id, "resume of a session whose carrier still looks alive");
     }
     if !entry.can_resume(Instant::now()) {
-        return refuse(&mut carrier, ErrorCode::PROTOCOL, RESUME_REFUSED).await;
+        return refuse(&state, &mut carrier, ErrorCode::PROTOCOL, RESUME_REFUSED).await;
     }
     let peer = carrier.info.peer;
     let session = Session::start(mux_config(&state), carrier);
@@ -258,6 +264,7 @@ async fn resume(
     if session.send_control(&Frame::HelloOk(ok)).is_err() {
         return;
     }
+    state.counters.resume();
     tracing::info!(session = %entry.id, ?peer, binds, "session resumed");
 }
 

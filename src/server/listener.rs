@@ -129,6 +129,7 @@ async fn handle(
         ListenerKind::Control => control(&state, peer, req).await,
     };
     if !path.starts_with(RESERVED_PREFIX) && !matches!(kind, ListenerKind::Control) {
+        state.counters.request(resp.status().as_u16());
         tracing::info!(
             %method,
             host = host.as_deref().unwrap_or("-"),

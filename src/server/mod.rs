@@ -4,6 +4,7 @@
 mod admin;
 mod bindings;
 pub mod config;
+pub(crate) mod counters;
 mod fd_budget;
 mod handshake;
 mod health;
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 #[cfg(feature = "quic")]
 pub use config::QuicListen;
 pub use config::{Limits, ServerConfig};
+pub use counters::{Counters, CountersSnapshot};
 pub use listener::{CONTROL_PATH, RESERVED_PREFIX};
 pub use state::ServerState;
 

@@ -156,6 +156,7 @@ async fn expose(
                 ));
             }
             revoke(state, &session_id, old, "port taken over");
+            state.counters.takeovers(1);
         }
         listen_exact(ip, requested).await?
     };

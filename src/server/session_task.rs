@@ -25,6 +25,7 @@ pub async fn run(state: Arc<ServerState>, entry: Arc<SessionEntry>) {
         }
     }
     let (code, reason) = entry.session().closed().await;
+    state.counters.session_ended(code);
     bindings::release_all(&state, &entry);
     state.sessions.remove(&entry.id);
     tracing::info!(session = %entry.id, %code, reason, "session closed");

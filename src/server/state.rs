@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use super::config::ServerConfig;
+use super::counters::Counters;
 use super::fd_budget::FdBudget;
 use super::routes::RouteTable;
 use super::sessions::SessionTable;
@@ -21,6 +22,8 @@ pub struct ServerState {
     pub routes: RouteTable,
     /// Permits for accepted connections.
     pub fd_budget: FdBudget,
+    /// Event counters for metrics.
+    pub counters: Counters,
     next_bind_id: AtomicU32,
     draining: AtomicBool,
 }
@@ -35,6 +38,7 @@ impl ServerState {
             sessions: SessionTable::default(),
             routes: RouteTable::default(),
             fd_budget,
+            counters: Counters::default(),
             next_bind_id: AtomicU32::new(1),
             draining: AtomicBool::new(false),
         }

@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 
 use super::snapshot::SessionView;
 use crate::proto::{BindKind, BindMode};
+use crate::server::counters::CountersSnapshot;
 
 /// Content type of the answer (OpenMetrics text, which Prometheus scrapes natively).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -29,7 +30,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 type Labels = Vec<(&'static str, String)>;
 
 /// Server-wide facts the session table does not hold.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerFacts {
     /// Host routes with at least one holder.
     pub routes: usize,
@@ -37,6 +38,10 @@ pub struct ServerFacts {
     pub fd_permits_available: Option<u64>,
     /// True while shutting down.
     pub draining: bool,
+    /// Event counters since start.
+    pub counters: CountersSnapshot,
+    /// Connections refused because the connection budget was spent.
+    pub over_budget: u64,
 }
 
 /// Every `(kind, mode)` pair a binding can have, so dashboards see 0 rather than no series.
@@ -193,6 +198,56 @@ pub fn render(views: &[SessionView], facts: ServerFacts) -> String {
         rtt,
     );
 
+    let c = &facts.counters;
+    let by = |label: &'static str, map: &std::collections::BTreeMap<u16, u64>| {
+        let family: Family<Labels, Counter> = Family::default();
+        for (k, v) in map {
+            family
+                .get_or_create(&vec![(label, k.to_string())])
+                .inc_by(*v);
+        }
+        family
+    };
+    registry.register(
+        "underpass_http_requests",
+        "Public HTTP requests answered, by status (edge errors included)",
+        by("status", &c.requests_by_status),
+    );
+    registry.register(
+        "underpass_handshake_refusals",
+        "Carriers refused at HELLO/JOIN, by GOAWAY code (11 = bad token)",
+        by("code", &c.refusals_by_code),
+    );
+    let counter = |registry: &mut Registry, name: &str, help: &str, v: u64| {
+        let k: Counter = Counter::default();
+        k.inc_by(v);
+        registry.register(name, help, k);
+    };
+    counter(
+        &mut registry,
+        "underpass_resumes",
+        "Sessions resumed after a connection drop",
+        c.resumes,
+    );
+    counter(
+        &mut registry,
+        "underpass_takeovers",
+        "Routes or ports claimed from another session",
+        c.takeovers,
+    );
+    counter(
+        &mut registry,
+        "underpass_protocol_errors",
+        "Sessions ended because the peer broke the protocol",
+        c.protocol_errors,
+    );
+    counter(
+        &mut registry,
+        "underpass_connections_over_budget",
+        "Connections refused because the connection budget was spent",
+        facts.over_budget,
+    );
+
     registry.register(
         "underpass_build",
         "Version of the running server",
@@ -266,6 +321,14 @@ mod tests {
             routes: 0,
             fd_permits_available: Some(1000),
             draining: false,
+            counters: CountersSnapshot {
+                requests_by_status: [(200, 7), (404, 1)].into_iter().collect(),
+                refusals_by_code: [(11, 2)].into_iter().collect(),
+                resumes: 3,
+                takeovers: 1,
+                protocol_errors: 0,
+            },
+            over_budget: 4,
         };
         let text = render(&[view()], facts);
         for line in [
@@ -273,6 +336,11 @@ mod tests {
             "hoody_tunnel_bindings_active{kind=\"tcp\",mode=\"pull\"} 1",
             "hoody_tunnel_bindings_active{kind=\"http\",mode=\"expose\"} 0",
             "hoody_tunnel_fd_permits_available 1000",
+            "underpass_http_requests_total{status=\"200\"} 7",
+            "underpass_handshake_refusals_total{code=\"11\"} 2",
+            "underpass_resumes_total 3",
+            "underpass_takeovers_total 1",
+            "underpass_connections_over_budget_total 4",
             "underpass_sessions_active 1",
             "underpass_carriers_active 1",
             "underpass_streams_active 3",
@@ -296,6 +364,8 @@ mod tests {
             routes: 0,
             fd_permits_available: None,
             draining: true,
+            counters: CountersSnapshot::default(),
+            over_budget: 0,
         };
         let text = render(&[], facts);
         assert!(text.contains("hoody_tunnel_sessions_active 0"), "{text}");
