@@ -529,3 +529,34 @@ async fn a_client_resumes_its_session_after_a_network_blip() {
         "client still running"
     );
 }
+
+#[tokio::test]
+async fn skill_install_writes_the_reference_and_refuses_to_overwrite() {
+    let dir = std::env::temp_dir().join(format!("underpass-skill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let dry = within(
+        20,
+        command(&["skill", "install", d, "--dry-run"], &[]).output(),
+    )
+    .await
+    .unwrap();
+    assert!(dry.status.success());
+    assert!(!dir.join("underpass.md").exists(), "dry run writes nothing");
+    let ok = within(20, command(&["skill", "install", d], &[]).output())
+        .await
+        .unwrap();
+    assert!(ok.status.success());
+    let text = std::fs::read_to_string(dir.join("underpass.md")).unwrap();
+    assert!(text.contains("underpass http 3000"));
+    let err = run_failing(&["skill", "install", d], &[]).await;
+    assert!(err.contains("--force"), "{err}");
+    let forced = within(
+        20,
+        command(&["skill", "install", d, "--force"], &[]).output(),
+    )
+    .await
+    .unwrap();
+    assert!(forced.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,6 +9,7 @@ mod http_cmd;
 mod logging;
 mod parse;
 mod server_cmd;
+mod skill_cmd;
 mod start_cmd;
 mod supervise;
 mod tcp_cmd;
@@ -50,6 +51,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Measure throughput, request rate, latency and CPU cost of the tunnel on this machine.
     Bench(bench_cmd::BenchArgs),
+    /// Write a short reference for coding agents (`skill install DIR`); contacts nothing.
+    Skill(skill_cmd::SkillArgs),
     /// Ask a running server's admin API: health, metrics, sessions, bindings, kill a session.
     Admin(admin_cmd::AdminArgs),
 }
@@ -88,6 +91,7 @@ pub async fn main() -> Result<(), String> {
         Command::Start(a) => start_cmd::run(a).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Bench(a) => bench_cmd::run(a).await,
+        Command::Skill(a) => skill_cmd::run(a),
         Command::Admin(a) => admin_cmd::run(a).await,
     }
 }
