@@ -180,11 +180,36 @@ pub async fn serve_stream(stream: MuxStream, open: StreamOpen, service: LocalSer
 async fn serve_port(stream: MuxStream, open: &StreamOpen, local: &LocalPort) -> StatusCode {
     let (recv, mut send) = stream.split();
     let authority = format!("127.0.0.1:{}", local.port);
-    let req = match build_request(open, MuxBody::new(recv).boxed(), &authority) {
+    let mut req = match build_request(open, MuxBody::new(recv).boxed(), &authority) {
         Ok(r) => r,
         Err(e) => return bad_request(&mut send, &e).await,
     };
-    match local.client.request(req).await {
+    // Interim responses (103 Early Hints, ...) travel as `final: false` heads while the request
+    // is still waiting for its final answer.
+    let (interim_tx, mut interim_rx) = tokio::sync::mpsc::unbounded_channel();
+    hyper::ext::on_informational(&mut req, move |res| {
+        let _ = interim_tx.send(ResponseHead {
+            status: res.status().as_u16(),
+            headers: to_pairs(res.headers()),
+            is_final: false,
+        });
+    });
+    let request = local.client.request(req);
+    tokio::pin!(request);
+    let answer = loop {
+        tokio::select! {
+            biased;
+            Some(head) = interim_rx.recv() => {
+                let _ = send.send_head(&head);
+            }
+            answer = &mut request => break answer,
+        }
+    };
+    // Interim heads that raced the final one still go first.
+    while let Ok(head) = interim_rx.try_recv() {
+        let _ = send.send_head(&head);
+    }
+    match answer {
         Ok(resp) => {
             pump_response(
                 &mut send,
