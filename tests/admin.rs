@@ -10,16 +10,12 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use http::{header, HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use underpass::client::{Binding, ClientOptions, ClientSession, HttpExpose};
+use underpass::client::{Binding, ClientOptions, ClientSession};
 use underpass::server::Server;
 
 const ADMIN: &str = "admin-token-9876543210";
@@ -30,27 +26,18 @@ async fn admin_server() -> Server {
     server_with(|cfg| cfg.admin_token = Some(ADMIN.into())).await
 }
 
-/// One request to the server's main listener; status, headers and body text.
+/// One request to the server's main listener (Host: ADDR); status, headers and body text.
 async fn call(
     addr: SocketAddr,
     method: Method,
     path: &str,
     bearer: Option<&str>,
 ) -> (StatusCode, HeaderMap, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let mut req = Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
-    if let Some(token) = bearer {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let resp = within(10, client.request(req.body(Empty::new()).unwrap()))
-        .await
-        .unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    let auth = bearer.map(|token| format!("Bearer {token}"));
+    let headers: Vec<_> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    let r = request(addr, method, &addr.to_string(), path, &headers, "").await;
+    let text = r.text();
+    (r.status, r.headers, text)
 }
 
 /// An authorized GET that must answer 200 JSON.
@@ -70,14 +57,11 @@ struct Tunnel {
 
 async fn tunnel(server: &Server, route: &str, connections: u32) -> Tunnel {
     let opts = ClientOptions::new(server.control_url(), TOKEN).connections(connections);
-    let client = within(10, ClientSession::connect(&opts)).await.unwrap();
+    let client = client_with(opts).await;
     // Nothing listens on the http side: the listings only need the binding.
-    let web = within(
-        10,
-        client.expose_http(9, &HttpExpose::route(Some(route.to_string()))),
-    )
-    .await
-    .unwrap();
+    let web = within(10, client.expose_http(9, &named(route)))
+        .await
+        .unwrap();
     let pull = within(10, client.pull(echo_server().await, 0))
         .await
         .unwrap();

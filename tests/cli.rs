@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::within;
+use bytes::Bytes;
+use common::{get, get_live, next_chunk, unused_addr, within, ws_handshake};
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
+use http::{Response, StatusCode};
+use http_body_util::Full;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -67,6 +69,15 @@ impl Proc {
         })
         .await
     }
+
+    /// The server's address, from the `control: ws://ADDR/__underpass__/control` line.
+    async fn expect_control(&mut self) -> SocketAddr {
+        let control = self.expect_line("control: ws://").await;
+        control
+            .trim_end_matches("/__underpass__/control")
+            .parse()
+            .unwrap()
+    }
 }
 
 /// Runs a command that must fail quickly; returns its stderr.
@@ -81,64 +92,42 @@ async fn server(extra: &[&str], env: &[(&str, &str)]) -> (Proc, SocketAddr) {
     let mut args = vec!["server", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let mut p = spawn(&args, env);
-    let control = p.expect_line("control: ws://").await;
-    let addr = control
-        .trim_end_matches("/__underpass__/control")
-        .parse()
-        .unwrap();
+    let addr = p.expect_control().await;
     (p, addr)
 }
 
 /// A local HTTP app answering "app <name> <path>".
 async fn app(name: &'static str) -> u16 {
-    use hyper::service::service_fn;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = format!("app {name} {}", req.uri().path());
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            bytes::Bytes::from(body),
-                        )))
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    port
+    common::app(move |req| async move {
+        Response::new(Full::new(Bytes::from(format!(
+            "app {name} {}",
+            req.uri().path()
+        ))))
+    })
+    .await
 }
 
-/// GET through the server with a Host header; returns status and body.
-async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .uri(path)
-        .header("host", host)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = within(10, send.send_request(req)).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+/// The arguments of `underpass http PORT` for route `subdomain` on server `url`, token "tok".
+fn http_args<'a>(port: &'a str, url: &'a str, subdomain: &'a str) -> [&'a str; 8] {
+    [
+        "http",
+        port,
+        "--server",
+        url,
+        "--token",
+        "tok",
+        "--subdomain",
+        subdomain,
+    ]
 }
 
 /// Polls until `host` answers 200 (the client may still be connecting).
 async fn wait_routed(addr: SocketAddr, host: &str) -> String {
     within(20, async {
         loop {
-            let (status, body) = get(addr, host, "/").await;
-            if status == 200 {
-                return body;
+            let r = get(addr, host, "/").await;
+            if r.status == StatusCode::OK {
+                return r.text();
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -207,19 +196,7 @@ async fn http_end_to_end_with_named_route_and_duplicate_refused() {
     let (_s, addr) = server(&["--token", "tok", "--domain", "example.test"], &[]).await;
     let port = app("one").await.to_string();
     let url = format!("ws://{addr}");
-    let mut client = spawn(
-        &[
-            "http",
-            &port,
-            "--server",
-            &url,
-            "--token",
-            "tok",
-            "--subdomain",
-            "Demo",
-        ],
-        &[],
-    );
+    let mut client = spawn(&http_args(&port, &url, "Demo"), &[]);
     assert_eq!(client.expect_line("subdomain: ").await, "demo");
     assert_eq!(
         client.expect_line("public: ").await,
@@ -227,24 +204,12 @@ async fn http_end_to_end_with_named_route_and_duplicate_refused() {
     );
     assert_eq!(wait_routed(addr, "demo.example.test").await, "app one /");
     // A second client for the same route in single mode exits non-zero; the first keeps serving.
-    let err = run_failing(
-        &[
-            "http",
-            &port,
-            "--server",
-            &url,
-            "--token",
-            "tok",
-            "--subdomain",
-            "demo",
-        ],
-        &[],
-    )
-    .await;
+    let err = run_failing(&http_args(&port, &url, "demo"), &[]).await;
     assert!(err.contains("ROUTE_TAKEN"), "{err}");
+    let r = get(addr, "demo.example.test", "/x").await;
     assert_eq!(
-        get(addr, "demo.example.test", "/x").await,
-        (200, "app one /x".into())
+        (r.status, r.text().as_str()),
+        (StatusCode::OK, "app one /x")
     );
 }
 
@@ -275,9 +240,7 @@ async fn flags_beat_env_and_empty_env_is_ignored() {
 #[tokio::test]
 async fn an_assigned_name_survives_a_server_restart() {
     // A fixed port so the restarted server is at the same address.
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let listen = probe.local_addr().unwrap();
-    drop(probe);
+    let listen = unused_addr();
     let listen_s = listen.to_string();
     let args = [
         "server",
@@ -381,9 +344,7 @@ async fn start_with_a_config_file() {
 
 #[tokio::test]
 async fn demo_serves_its_page_events_and_websocket() {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let listen = probe.local_addr().unwrap();
-    drop(probe);
+    let listen = unused_addr();
     let listen_s = listen.to_string();
     let mut demo = spawn(&["demo", "--listen", &listen_s], &[]);
     let open = demo.expect_line("open: ").await;
@@ -392,38 +353,14 @@ async fn demo_serves_its_page_events_and_websocket() {
     assert!(page.contains("underpass demo"), "{page}");
 
     // SSE: the first event arrives while the stream is still open.
-    let tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+    let mut body = get_live(listen, "demo.localhost", "/events")
         .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .uri("/events")
-        .header("host", "demo.localhost")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let mut body = within(10, send.send_request(req))
-        .await
-        .unwrap()
         .into_body();
-    let first = within(10, body.frame())
-        .await
-        .unwrap()
-        .unwrap()
-        .into_data()
-        .unwrap();
+    let first = next_chunk(&mut body).await;
     assert!(String::from_utf8_lossy(&first).contains("data: tick 0"));
 
     // WebSocket echo through the tunnel.
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        format!("ws://{listen}/ws"),
-    )
-    .unwrap();
-    req.headers_mut()
-        .insert("host", "demo.localhost".parse().unwrap());
-    let (mut ws, _) = within(10, tokio_tungstenite::connect_async(req))
-        .await
-        .unwrap();
+    let (mut ws, _) = ws_handshake(listen, "demo.localhost", "/ws").await.unwrap();
     ws.send(tokio_tungstenite::tungstenite::Message::text("hello"))
         .await
         .unwrap();
@@ -455,11 +392,7 @@ async fn quic_cert_cache_keeps_the_fingerprint_and_clients_pin_it() {
     let fp1 = first.expect_line("quic-cert-sha256: ").await;
     drop(first);
     let mut second = spawn(&args, &[]);
-    let control = second.expect_line("control: ws://").await;
-    let addr: SocketAddr = control
-        .trim_end_matches("/__underpass__/control")
-        .parse()
-        .unwrap();
+    let addr = second.expect_control().await;
     let quic = second.expect_line("quic: ").await;
     let fp2 = second.expect_line("quic-cert-sha256: ").await;
     assert_eq!(fp1, fp2, "a cached certificate keeps its fingerprint");
@@ -471,16 +404,7 @@ async fn quic_cert_cache_keeps_the_fingerprint_and_clients_pin_it() {
     // With the pin it serves over QUIC.
     let port = app("quic").await.to_string();
     let mut client = spawn(
-        &[
-            "http",
-            &port,
-            "--server",
-            &quic,
-            "--token",
-            "tok",
-            "--subdomain",
-            "q",
-        ],
+        &http_args(&port, &quic, "q"),
         &[("UNDERPASS_SERVER_CERT_SHA256", fp2.as_str())],
     );
     assert_eq!(client.expect_line("subdomain: ").await, "q");
@@ -505,19 +429,7 @@ async fn a_client_resumes_its_session_after_a_network_blip() {
     let relay = common::Relay::start(addr).await;
     let port = app("blip").await.to_string();
     let url = format!("ws://{}", relay.addr);
-    let mut client = spawn(
-        &[
-            "http",
-            &port,
-            "--server",
-            &url,
-            "--token",
-            "tok",
-            "--subdomain",
-            "blip",
-        ],
-        &[],
-    );
+    let mut client = spawn(&http_args(&port, &url, "blip"), &[]);
     client.expect_line("subdomain: ").await;
     assert_eq!(wait_routed(addr, "blip.example.test").await, "app blip /");
     relay.cut();

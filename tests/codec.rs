@@ -183,10 +183,7 @@ fn foreign_client_payloads_decode() {
     // As another client of the protocol would write them: minimal fields, unknown extras.
     let bind =
         br#"{"clientBindRef":"a","kind":"tcp","mode":"pull","containerPort":5432,"extra":1}"#;
-    let mut msg = BytesMut::new();
-    msg.put_u8(0x03);
-    msg.put_u32(0);
-    msg.put_u32(bind.len() as u32);
+    let mut msg = header(0x03, 0, bind.len() as u32);
     msg.put_slice(bind);
     match &decode_message(&msg.freeze()).unwrap()[0] {
         Frame::Bind(b) => {
@@ -197,10 +194,7 @@ fn foreign_client_payloads_decode() {
         other => panic!("{other:?}"),
     }
     let weird = br#"{"clientBindRef":1,"kind":"udp","mode":"sideways"}"#;
-    let mut msg = BytesMut::new();
-    msg.put_u8(0x03);
-    msg.put_u32(0);
-    msg.put_u32(weird.len() as u32);
+    let mut msg = header(0x03, 0, weird.len() as u32);
     msg.put_slice(weird);
     match &decode_message(&msg.freeze()).unwrap()[0] {
         Frame::Bind(b) => {

@@ -5,30 +5,25 @@ mod common;
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Empty};
-use underpass::client::{ClientOptions, ClientSession};
+use http::Method;
+use underpass::client::ClientOptions;
 
 const ADMIN: &str = "admin-token-for-tests";
 
-async fn call(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "control")
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = within(10, send.send_request(req)).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+/// An admin request to the control listener: status and body text.
+async fn call(addr: SocketAddr, method: Method, path: &str) -> (u16, String) {
+    let auth = format!("Bearer {ADMIN}");
+    let r = request(
+        addr,
+        method,
+        "control",
+        path,
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    (r.status.as_u16(), r.text())
 }
 
 #[tokio::test]
@@ -42,12 +37,12 @@ async fn hoody_style_paths_connect_list_scrape_and_kill() {
     for connections in [1, 4] {
         let url = format!("ws://{control}/api/v1/tunnel/connect");
         let opts = ClientOptions::new(url, TOKEN).connections(connections);
-        let client = within(10, ClientSession::connect(&opts)).await.unwrap();
+        let client = client_with(opts).await;
         let pull = client.pull(echo_server().await, 0).await.unwrap();
         let at = SocketAddr::from(([127, 0, 0, 1], pull.container_port()));
         assert_eq!(tcp_roundtrip(at, b"via control").await, b"via control");
 
-        let (status, tunnels) = call(control, "GET", "/api/v1/tunnel/tunnels").await;
+        let (status, tunnels) = call(control, Method::GET, "/api/v1/tunnel/tunnels").await;
         assert_eq!(status, 200, "{tunnels}");
         let v: serde_json::Value = serde_json::from_str(&tunnels).unwrap();
         assert_eq!(v["sessions"][0]["sessionId"], client.session_id());
@@ -55,7 +50,7 @@ async fn hoody_style_paths_connect_list_scrape_and_kill() {
             v["sessions"][0]["pullBindings"][0]["containerPort"],
             pull.container_port()
         );
-        let (status, metrics) = call(control, "GET", "/api/v1/tunnel/metrics").await;
+        let (status, metrics) = call(control, Method::GET, "/api/v1/tunnel/metrics").await;
         assert_eq!(status, 200);
         assert!(
             metrics.contains("hoody_tunnel_sessions_active 1"),
@@ -63,7 +58,7 @@ async fn hoody_style_paths_connect_list_scrape_and_kill() {
         );
 
         let kill = format!("/api/v1/tunnel/sessions/{}?grace_ms=0", client.session_id());
-        assert_eq!(call(control, "DELETE", &kill).await.0, 202);
+        assert_eq!(call(control, Method::DELETE, &kill).await.0, 202);
         within(5, client.closed()).await;
         let state = server.state().clone();
         within(5, async {
@@ -74,5 +69,5 @@ async fn hoody_style_paths_connect_list_scrape_and_kill() {
         .await;
     }
     // Public traffic is never served on the control listener.
-    assert_eq!(call(control, "GET", "/").await.0, 404);
+    assert_eq!(call(control, Method::GET, "/").await.0, 404);
 }

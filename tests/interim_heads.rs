@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use underpass::client::{ClientOptions, ClientSession, HttpExpose};
 use underpass::proto::{BindKind, StreamOpen};
 
 /// A raw HTTP/1.1 app that answers every request with 103 Early Hints, then 200.
@@ -37,14 +36,10 @@ async fn early_hints_app() -> u16 {
 
 #[tokio::test]
 async fn a_103_from_the_app_reaches_the_server_before_the_final_head() {
-    let server = server_with(|c| c.domain = Some("example.test".into())).await;
-    let opts = ClientOptions::new(server.control_url(), TOKEN);
-    let client = ClientSession::connect(&opts).await.unwrap();
+    let server = domain_server().await;
+    let client = client(&server).await;
     let binding = client
-        .expose_http(
-            early_hints_app().await,
-            &HttpExpose::route(Some("hints".into())),
-        )
+        .expose_http(early_hints_app().await, &named("hints"))
         .await
         .unwrap();
     let server_side = server.sessions().pop().unwrap().1;

@@ -4,18 +4,18 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http::{Method, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
-use underpass::client::{ClientOptions, ClientSession, HttpExpose};
+use underpass::client::{ClientOptions, ClientSession};
 use underpass::server::Server;
 
 #[derive(Clone, Copy, Debug)]
@@ -37,7 +37,7 @@ async fn harness(kind: Kind) -> Harness {
     #[cfg(feature = "quic")]
     let pin = cert.fingerprint_sha256();
     let server = server_with(|c| {
-        c.domain = Some("example.test".into());
+        c.domain = Some(DOMAIN.into());
         #[cfg(feature = "quic")]
         if matches!(kind, Kind::Quic) {
             c.quic = Some(underpass::server::QuicListen {
@@ -91,85 +91,29 @@ macro_rules! for_each_transport {
     };
 }
 
-type AppBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
-
-/// Starts a local HTTP app; `f` answers each request.
-async fn app<F, Fut>(f: F) -> u16
-where
-    F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = hyper::Response<AppBody>> + Send + 'static,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let f = f.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let f = f.clone();
-                    async move { Ok::<_, Infallible>(f(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
-    port
-}
-
-fn text(s: String) -> AppBody {
-    BodyExt::boxed(Full::new(Bytes::from(s)).map_err(|never| match never {}))
-}
-
-async fn send(addr: SocketAddr, req: hyper::Request<Full<Bytes>>) -> hyper::Response<Incoming> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut s, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    within(10, s.send_request(req)).await.unwrap()
-}
-
 async fn http_get_and_post(kind: Kind) {
     let h = harness(kind).await;
     let port = app(|req: hyper::Request<Incoming>| async move {
         let head = format!("{} {}", req.method(), req.uri());
         let body = req.into_body().collect().await.unwrap().to_bytes();
-        hyper::Response::new(text(format!("{head} {}", body.len())))
+        Response::new(Full::new(Bytes::from(format!("{head} {}", body.len()))))
     })
     .await;
     let client = h.client().await;
-    let _b = client
-        .expose_http(port, &HttpExpose::route(Some("app".into())))
-        .await
-        .unwrap();
-    let get = hyper::Request::get("/a?x=1")
-        .header("host", "app.example.test")
-        .body(Full::default())
-        .unwrap();
-    let body = send(h.addr(), get)
-        .await
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
-    assert_eq!(body, "GET /a?x=1 0");
+    let _b = client.expose_http(port, &named("app")).await.unwrap();
+    let r = get(h.addr(), "app.example.test", "/a?x=1").await;
+    assert_eq!(r.body, "GET /a?x=1 0");
     let payload = Bytes::from(pattern(300_000, 1));
-    let post = hyper::Request::post("/b")
-        .header("host", "app.example.test")
-        .body(Full::new(payload))
-        .unwrap();
-    let body = send(h.addr(), post)
-        .await
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
-    assert_eq!(body, "POST /b 300000");
+    let r = request(
+        h.addr(),
+        Method::POST,
+        "app.example.test",
+        "/b",
+        &[],
+        payload,
+    )
+    .await;
+    assert_eq!(r.body, "POST /b 300000");
 }
 for_each_transport!(http_get_and_post);
 
@@ -180,20 +124,7 @@ async fn sse_is_not_buffered(kind: Kind) {
     let port = app(move |_req| {
         let go = app_go.clone();
         async move {
-            let stream = futures_util::stream::unfold(0, move |n| {
-                let go = go.clone();
-                async move {
-                    match n {
-                        0 => Some((Ok(Frame::data(Bytes::from_static(b"data: one\n\n"))), 1)),
-                        1 => {
-                            go.notified().await;
-                            Some((Ok(Frame::data(Bytes::from_static(b"data: two\n\n"))), 2))
-                        }
-                        _ => None,
-                    }
-                }
-            });
-            let mut r = hyper::Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            let mut r = Response::new(two_events(go));
             r.headers_mut()
                 .insert("content-type", "text/event-stream".parse().unwrap());
             r
@@ -201,67 +132,27 @@ async fn sse_is_not_buffered(kind: Kind) {
     })
     .await;
     let client = h.client().await;
-    let _b = client
-        .expose_http(port, &HttpExpose::route(Some("sse".into())))
+    let _b = client.expose_http(port, &named("sse")).await.unwrap();
+    let mut body = get_live(h.addr(), "sse.example.test", "/events")
         .await
-        .unwrap();
-    let req = hyper::Request::get("/events")
-        .header("host", "sse.example.test")
-        .body(Full::default())
-        .unwrap();
-    let mut body = send(h.addr(), req).await.into_body();
-    let first = within(10, body.frame())
-        .await
-        .unwrap()
-        .unwrap()
-        .into_data()
-        .unwrap();
+        .into_body();
+    let first = next_chunk(&mut body).await;
     assert_eq!(
         first, "data: one\n\n",
         "event one arrives before event two exists"
     );
     go.notify_one();
-    let second = within(10, body.frame())
-        .await
-        .unwrap()
-        .unwrap()
-        .into_data()
-        .unwrap();
+    let second = next_chunk(&mut body).await;
     assert_eq!(second, "data: two\n\n");
 }
 for_each_transport!(sse_is_not_buffered);
 
 async fn websocket_upgrade(kind: Kind) {
     let h = harness(kind).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let port = tungstenite_echo_app().await;
     let client = h.client().await;
-    let _b = client
-        .expose_http(port, &HttpExpose::route(Some("ws".into())))
-        .await
-        .unwrap();
-    let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        format!("ws://{}/echo", h.addr()),
-    )
-    .unwrap();
-    req.headers_mut()
-        .insert("host", "ws.example.test".parse().unwrap());
-    let (mut ws, _) = within(10, tokio_tungstenite::client_async(req, tcp))
+    let _b = client.expose_http(port, &named("ws")).await.unwrap();
+    let (mut ws, _) = ws_handshake(h.addr(), "ws.example.test", "/echo")
         .await
         .unwrap();
     ws.send(Message::text("hello")).await.unwrap();

@@ -9,47 +9,45 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Empty};
-use underpass::client::{ClientError, ClientOptions, ClientSession, HttpExpose};
+use http::{header, Response};
+use http_body_util::Full;
+use underpass::client::{Binding, ClientError, ClientOptions, ClientSession};
+use underpass::server::Server;
 
 async fn app() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(Bytes::from_static(b"app")),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    port
+    common::app(|_req| async { Response::new(Full::new(Bytes::from_static(b"app"))) }).await
 }
 
-async fn get(addr: SocketAddr, host: &str) -> (u16, Option<String>) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+/// A GET / for `host`: status and Retry-After.
+async fn visit(addr: SocketAddr, host: &str) -> (u16, Option<String>) {
+    let r = get(addr, host, "/").await;
+    let retry = r
+        .headers
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_string());
+    (r.status.as_u16(), retry)
+}
+
+/// A server for [`DOMAIN`] with resume grace `grace`, a relay in front of it that can cut the
+/// connection, the options that dial through the relay, and a client connected through it whose
+/// route `route` leads to [`app`].
+async fn relayed(
+    grace: Duration,
+    route: &str,
+) -> (Server, Relay, ClientOptions, ClientSession, Binding) {
+    let server = server_with(|c| {
+        c.domain = Some(DOMAIN.into());
+        c.limits.resume_grace = grace;
+    })
+    .await;
+    let relay = Relay::start(server.local_addr()).await;
+    let opts = ClientOptions::new(format!("ws://{}", relay.addr), TOKEN);
+    let client = ClientSession::connect(&opts).await.unwrap();
+    let route = client
+        .expose_http(app().await, &named(route))
         .await
         .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::get("/")
-        .header("host", host)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = within(10, send.send_request(req)).await.unwrap();
-    let retry = resp
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    let status = resp.status().as_u16();
-    let _ = resp.into_body().collect().await;
-    (status, retry)
+    (server, relay, opts, client, route)
 }
 
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -64,21 +62,10 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn a_dropped_connection_is_resumed_with_every_binding() {
-    let server = server_with(|c| {
-        c.domain = Some("example.test".into());
-        c.limits.resume_grace = Duration::from_secs(20);
-    })
-    .await;
-    let relay = Relay::start(server.local_addr()).await;
-    let opts = ClientOptions::new(format!("ws://{}", relay.addr), TOKEN);
-    let client = ClientSession::connect(&opts).await.unwrap();
-    let _route = client
-        .expose_http(app().await, &HttpExpose::route(Some("r".into())))
-        .await
-        .unwrap();
+    let (server, relay, opts, client, _route) = relayed(Duration::from_secs(20), "r").await;
     let pull = client.pull(echo_server().await, 0).await.unwrap();
     let pulled = SocketAddr::from(([127, 0, 0, 1], pull.container_port()));
-    assert_eq!(get(server.local_addr(), "r.example.test").await.0, 200);
+    assert_eq!(visit(server.local_addr(), "r.example.test").await.0, 200);
     assert_eq!(tcp_roundtrip(pulled, b"before").await, b"before");
     let id = client.session_id();
 
@@ -90,7 +77,7 @@ async fn a_dropped_connection_is_resumed_with_every_binding() {
     .await;
     // Parked: visitors are asked to retry, the pull port stays bound.
     assert_eq!(
-        get(server.local_addr(), "r.example.test").await,
+        visit(server.local_addr(), "r.example.test").await,
         (503, Some("5".into()))
     );
     assert!(
@@ -101,7 +88,7 @@ async fn a_dropped_connection_is_resumed_with_every_binding() {
     within(10, client.resume(&opts)).await.unwrap();
     assert!(client.hello().resumed);
     assert_eq!(client.session_id(), id);
-    assert_eq!(get(server.local_addr(), "r.example.test").await.0, 200);
+    assert_eq!(visit(server.local_addr(), "r.example.test").await.0, 200);
     assert_eq!(within(10, tcp_roundtrip(pulled, b"after")).await, b"after");
     assert_eq!(server.sessions().len(), 1);
     assert_eq!(
@@ -113,38 +100,23 @@ async fn a_dropped_connection_is_resumed_with_every_binding() {
 
 #[tokio::test]
 async fn after_the_grace_period_the_session_and_its_bindings_are_gone() {
-    let server = server_with(|c| {
-        c.domain = Some("example.test".into());
-        c.limits.resume_grace = Duration::from_millis(300);
-    })
-    .await;
-    let relay = Relay::start(server.local_addr()).await;
-    let opts = ClientOptions::new(format!("ws://{}", relay.addr), TOKEN);
-    let client = ClientSession::connect(&opts).await.unwrap();
-    let _route = client
-        .expose_http(app().await, &HttpExpose::route(Some("g".into())))
-        .await
-        .unwrap();
+    let (server, relay, opts, client, _route) = relayed(Duration::from_millis(300), "g").await;
     let id = client.session_id();
     relay.cut();
     let state = server.state().clone();
     wait_for("removed", || state.sessions.get(&id).is_none()).await;
-    assert_eq!(get(server.local_addr(), "g.example.test").await.0, 404);
+    assert_eq!(visit(server.local_addr(), "g.example.test").await.0, 404);
     let err = within(10, client.resume(&opts)).await.unwrap_err();
     assert!(matches!(err, ClientError::ResumeRefused(_)), "{err}");
     // A fresh session can take the route again.
     let fresh = ClientSession::connect(&opts).await.unwrap();
-    fresh
-        .expose_http(app().await, &HttpExpose::route(Some("g".into())))
-        .await
-        .unwrap();
+    fresh.expose_http(app().await, &named("g")).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_goodbye_or_an_admin_style_close_is_not_parked() {
     let server = server_with(|c| c.limits.resume_grace = Duration::from_secs(20)).await;
-    let opts = ClientOptions::new(server.control_url(), TOKEN);
-    let client = ClientSession::connect(&opts).await.unwrap();
+    let client = client(&server).await;
     let id = client.session_id();
     client.close();
     let state = server.state().clone();
@@ -153,25 +125,14 @@ async fn a_goodbye_or_an_admin_style_close_is_not_parked() {
 
 #[tokio::test]
 async fn a_session_can_be_resumed_again_and_a_kill_ends_a_parked_one() {
-    let server = server_with(|c| {
-        c.domain = Some("example.test".into());
-        c.limits.resume_grace = Duration::from_secs(30);
-    })
-    .await;
-    let relay = Relay::start(server.local_addr()).await;
-    let opts = ClientOptions::new(format!("ws://{}", relay.addr), TOKEN);
-    let client = ClientSession::connect(&opts).await.unwrap();
-    let _route = client
-        .expose_http(app().await, &HttpExpose::route(Some("k".into())))
-        .await
-        .unwrap();
+    let (server, relay, opts, client, _route) = relayed(Duration::from_secs(30), "k").await;
     let id = client.session_id();
     let state = server.state().clone();
     // Resumed while the server has not noticed the loss yet (half-open), then lost again: the
     // second loss must park the session again, not end it.
     relay.cut();
     within(10, client.resume(&opts)).await.unwrap();
-    assert_eq!(get(server.local_addr(), "k.example.test").await.0, 200);
+    assert_eq!(visit(server.local_addr(), "k.example.test").await.0, 200);
     relay.cut();
     wait_for("parked again", || {
         state.sessions.get(&id).is_some_and(|e| e.is_parked())

@@ -3,12 +3,15 @@
 mod common;
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full, StreamBody};
+use futures_util::StreamExt;
+use http::Method;
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use underpass::client::{serve, ClientOptions, HttpExpose};
+use underpass::client::{serve, ClientOptions};
 use underpass::http::body::{full, ProxyBody};
 
 /// Inodes of the TCP sockets this process has in LISTEN state (Linux /proc).
@@ -78,43 +81,22 @@ async fn handler(req: hyper::Request<ProxyBody>) -> hyper::Response<ProxyBody> {
     }
 }
 
-use futures_util::StreamExt;
-
-async fn request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: Bytes,
-) -> (u16, Bytes) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "svc.example.test")
-        .body(Full::new(body))
-        .unwrap();
-    let resp = within(10, send.send_request(req)).await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.into_body().collect().await.unwrap().to_bytes())
+/// One request to route `svc`: status and body.
+async fn svc(addr: SocketAddr, method: Method, path: &str, body: Bytes) -> (u16, Bytes) {
+    let r = request(addr, method, "svc.example.test", path, &[], body).await;
+    (r.status.as_u16(), r.body)
 }
 
 #[tokio::test]
 async fn a_handler_serves_get_streamed_post_and_sse_without_a_listening_socket() {
-    let server = server_with(|c| c.domain = Some("example.test".into())).await;
+    let server = domain_server().await;
     let addr = server.local_addr();
     let before = listening_sockets();
     assert!(!before.is_empty(), "the in-process server itself listens");
     let opts = ClientOptions::new(server.control_url(), TOKEN);
-    let (_session, binding) = within(
-        10,
-        serve(&opts, &HttpExpose::route(Some("svc".into())), handler),
-    )
-    .await
-    .unwrap();
+    let (_session, binding) = within(10, serve(&opts, &named("svc"), handler))
+        .await
+        .unwrap();
     assert_eq!(binding.subdomain(), Some("svc"));
     assert_eq!(
         listening_sockets(),
@@ -123,17 +105,17 @@ async fn a_handler_serves_get_streamed_post_and_sse_without_a_listening_socket()
     );
 
     assert_eq!(
-        request(addr, "GET", "/hello?x=1", Bytes::new()).await,
+        svc(addr, Method::GET, "/hello?x=1", Bytes::new()).await,
         (200, Bytes::from("hello x=1"))
     );
     let upload = Bytes::from(pattern(3 << 20, 5));
     let expect_sum = upload
         .iter()
         .fold(0u64, |s, b| s.wrapping_mul(31).wrapping_add(*b as u64));
-    let (status, body) = request(addr, "POST", "/upload", upload.clone()).await;
+    let (status, body) = svc(addr, Method::POST, "/upload", upload.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(body, Bytes::from(format!("{} {expect_sum}", upload.len())));
-    let (status, body) = request(addr, "GET", "/events", Bytes::new()).await;
+    let (status, body) = svc(addr, Method::GET, "/events", Bytes::new()).await;
     assert_eq!(status, 200);
     assert_eq!(body, Bytes::from("data: one\n\ndata: two\n\n"));
 }

@@ -6,14 +6,12 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::time::Instant;
 
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use underpass::client::{ClientOptions, ClientSession, HttpExpose};
 
 const GIB: u64 = 1 << 30;
 const CHUNK: usize = 256 * 1024;
@@ -39,34 +37,22 @@ fn gib_body() -> http_body_util::combinators::BoxBody<Bytes, std::io::Error> {
 }
 
 /// App: `/up` counts the request body; `/down` streams 1 GiB.
-async fn app() -> u16 {
-    use hyper::service::service_fn;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    if req.uri().path() == "/down" {
-                        return Ok::<_, Infallible>(hyper::Response::new(gib_body()));
-                    }
-                    let mut body = req.into_body();
-                    let mut n = 0u64;
-                    while let Some(Ok(f)) = body.frame().await {
-                        n += f.data_ref().map_or(0, |d| d.len() as u64);
-                    }
-                    let text = Bytes::from(n.to_string());
-                    Ok(hyper::Response::new(BodyExt::boxed(
-                        http_body_util::Full::new(text).map_err(|never| match never {}),
-                    )))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-            });
+async fn soak_app() -> u16 {
+    app(|req: hyper::Request<hyper::body::Incoming>| async move {
+        if req.uri().path() == "/down" {
+            return hyper::Response::new(gib_body());
         }
-    });
-    port
+        let mut body = req.into_body();
+        let mut n = 0u64;
+        while let Some(Ok(f)) = body.frame().await {
+            n += f.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        let text = Bytes::from(n.to_string());
+        hyper::Response::new(BodyExt::boxed(
+            http_body_util::Full::new(text).map_err(|never| match never {}),
+        ))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,14 +60,9 @@ async fn app() -> u16 {
 async fn one_gib_up_and_down_use_bounded_memory() {
     let server = server_with(|c| c.domain = Some("soak.test".into())).await;
     let addr = server.local_addr();
-    let port = app().await;
-    let session = ClientSession::connect(&ClientOptions::new(server.control_url(), TOKEN))
-        .await
-        .unwrap();
-    let _b = session
-        .expose_http(port, &HttpExpose::route(Some("big".into())))
-        .await
-        .unwrap();
+    let port = soak_app().await;
+    let session = client(&server).await;
+    let _b = session.expose_http(port, &named("big")).await.unwrap();
     let before = peak_rss_kib();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))

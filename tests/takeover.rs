@@ -7,22 +7,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use underpass::client::{ClientOptions, ClientSession, StreamHandler};
+use underpass::client::StreamHandler;
 use underpass::proto::{Bind, BindKind, BindMode};
 
 fn tcp_expose(port: u16, takeover: bool) -> Bind {
     Bind {
-        client_bind_ref: Value::Null,
-        kind: BindKind::Tcp,
-        mode: BindMode::Expose,
-        container_port: Some(port),
-        label: None,
         takeover: takeover.then_some(true),
-        host: None,
-        route: None,
-        basic_auth: None,
+        ..raw_bind(BindKind::Tcp, BindMode::Expose, port)
     }
 }
 
@@ -30,8 +22,7 @@ fn tcp_expose(port: u16, takeover: bool) -> Bind {
 async fn takeover_resets_the_old_holders_streams_and_moves_the_port() {
     let server = server().await;
     let echo = echo_server().await;
-    let opts = ClientOptions::new(server.control_url(), TOKEN);
-    let old = ClientSession::connect(&opts).await.unwrap();
+    let old = client(&server).await;
     let first = old
         .bind(tcp_expose(0, false), StreamHandler::Tcp(echo))
         .await
@@ -45,7 +36,7 @@ async fn takeover_resets_the_old_holders_streams_and_moves_the_port() {
     within(5, visitor.read_exact(&mut buf)).await.unwrap();
     assert_eq!(&buf, b"before");
 
-    let new = ClientSession::connect(&opts).await.unwrap();
+    let new = client(&server).await;
     let second = new
         .bind(
             tcp_expose(first.container_port(), true),

@@ -9,10 +9,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use underpass::client::{Binding, ClientError, ClientOptions, ClientSession, StreamHandler};
+use underpass::client::{Binding, ClientError, ClientSession, StreamHandler};
 use underpass::proto::{Bind, BindErrorCode, BindKind, BindMode};
 use underpass::server::Server;
 
@@ -39,15 +38,6 @@ struct Tunnel {
     entry: SocketAddr,
 }
 
-async fn connect(server: &Server) -> ClientSession {
-    within(
-        10,
-        ClientSession::connect(&ClientOptions::new(server.control_url(), TOKEN)),
-    )
-    .await
-    .expect("client connects")
-}
-
 /// A server and a client with one `dir` binding whose far end is `app` (an address on
 /// loopback, which serves both sides since the test runs both in one process).
 async fn tunnel(dir: Direction, app: SocketAddr) -> Tunnel {
@@ -56,7 +46,7 @@ async fn tunnel(dir: Direction, app: SocketAddr) -> Tunnel {
         cfg.allow_forward = vec![app.port()..=app.port()];
     })
     .await;
-    let session = connect(&server).await;
+    let session = client(&server).await;
     let binding = within(10, async {
         match dir {
             Direction::Expose => session.expose_tcp(app.port(), 0).await,
@@ -259,7 +249,7 @@ async fn wait_until_refused(port: u16) {
 async fn closing_the_client_closes_its_server_listeners() {
     let echo = echo_server().await;
     let server = server().await;
-    let session = connect(&server).await;
+    let session = client(&server).await;
     let exposed = within(10, session.expose_tcp(echo.port(), 0))
         .await
         .unwrap();
@@ -288,7 +278,7 @@ async fn closing_the_client_closes_its_server_listeners() {
 async fn port_zero_picks_a_port_in_the_expose_range_or_an_ephemeral_pull_port() {
     let echo = echo_server().await;
     let server = server_with(|cfg| cfg.expose_ports = 42000..=42100).await;
-    let session = connect(&server).await;
+    let session = client(&server).await;
     for _ in 0..3 {
         let b = within(10, session.expose_tcp(echo.port(), 0))
             .await
@@ -307,20 +297,6 @@ async fn port_zero_picks_a_port_in_the_expose_range_or_an_ephemeral_pull_port() 
     assert_ne!(port, 0);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     assert_eq!(within(10, tcp_roundtrip(addr, b"pulled")).await, b"pulled");
-}
-
-fn raw_bind(kind: BindKind, mode: BindMode, port: u16) -> Bind {
-    Bind {
-        client_bind_ref: Value::Null,
-        kind,
-        mode,
-        container_port: Some(port),
-        label: None,
-        takeover: None,
-        host: None,
-        route: None,
-        basic_auth: None,
-    }
 }
 
 /// The BIND_ERR code of a refused bind; panics if it was accepted or failed otherwise.
@@ -343,7 +319,7 @@ fn refused(result: Result<Binding, ClientError>) -> BindErrorCode {
 async fn port_in_use_when_something_else_listens_or_another_session_holds_the_port() {
     let echo = echo_server().await;
     let server = server().await;
-    let session = connect(&server).await;
+    let session = client(&server).await;
     let squatter = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let taken = squatter.local_addr().unwrap().port();
     let r = within(10, session.expose_tcp(echo.port(), taken)).await;
@@ -354,7 +330,7 @@ async fn port_in_use_when_something_else_listens_or_another_session_holds_the_po
     let held = within(10, session.expose_tcp(echo.port(), 0))
         .await
         .unwrap();
-    let other = connect(&server).await;
+    let other = client(&server).await;
     let r = within(10, other.expose_tcp(echo.port(), held.container_port())).await;
     assert_eq!(refused(r), BindErrorCode::PortInUse);
     // Refusals leave the session working.
@@ -366,7 +342,7 @@ async fn port_in_use_when_something_else_listens_or_another_session_holds_the_po
 async fn reserved_port_is_the_servers_own_listener() {
     let echo = echo_server().await;
     let server = server().await;
-    let session = connect(&server).await;
+    let session = client(&server).await;
     let own = server.local_addr().port();
     let r = within(10, session.expose_tcp(echo.port(), own)).await;
     assert_eq!(refused(r), BindErrorCode::ReservedPort);
@@ -376,7 +352,7 @@ async fn reserved_port_is_the_servers_own_listener() {
 async fn invalid_host_for_a_pull_on_a_non_loopback_address() {
     let echo = echo_server().await;
     let server = server().await;
-    let session = connect(&server).await;
+    let session = client(&server).await;
     for host in ["0.0.0.0", "10.0.0.1", "example.com"] {
         let bind = Bind {
             host: Some(host.into()),
@@ -399,7 +375,7 @@ async fn invalid_host_for_a_pull_on_a_non_loopback_address() {
 async fn privileged_ports_below_80_always_and_below_1024_without_the_flag() {
     let echo = echo_server().await;
     let strict = server().await;
-    let session = connect(&strict).await;
+    let session = client(&strict).await;
     for port in [22, 443] {
         let r = within(10, session.expose_tcp(echo.port(), port)).await;
         assert_eq!(refused(r), BindErrorCode::PrivilegedPort, "expose {port}");
@@ -408,7 +384,7 @@ async fn privileged_ports_below_80_always_and_below_1024_without_the_flag() {
     }
     // Even a server that allows privileged ports never binds below 80.
     let lenient = server_with(|cfg| cfg.allow_privileged_ports = true).await;
-    let session = connect(&lenient).await;
+    let session = client(&lenient).await;
     let r = within(10, session.expose_tcp(echo.port(), 22)).await;
     assert_eq!(refused(r), BindErrorCode::PrivilegedPort);
     let r = within(10, session.pull(echo, 22)).await;
@@ -419,7 +395,7 @@ async fn privileged_ports_below_80_always_and_below_1024_without_the_flag() {
 async fn bind_cap_exceeded_on_the_third_binding_and_freed_by_an_unbind() {
     let echo = echo_server().await;
     let server = server_with(|cfg| cfg.limits.max_bindings_per_session = 2).await;
-    let session = connect(&server).await;
+    let session = client(&server).await;
     let first = within(10, session.pull(echo, 0)).await.unwrap();
     let _second = within(10, session.expose_tcp(echo.port(), 0))
         .await
@@ -435,7 +411,7 @@ async fn bind_cap_exceeded_on_the_third_binding_and_freed_by_an_unbind() {
 async fn invalid_kind_for_unsupported_combinations_and_takeover_on_pull() {
     let echo = echo_server().await;
     let server = server_with(|cfg| cfg.allow_forward = vec![echo.port()..=echo.port()]).await;
-    let session = connect(&server).await;
+    let session = client(&server).await;
     let r = within(
         10,
         session.bind(
@@ -466,7 +442,7 @@ async fn invalid_kind_for_unsupported_combinations_and_takeover_on_pull() {
 async fn forbidden_port_outside_allow_forward_or_when_nothing_is_allowed() {
     let echo = echo_server().await;
     let none_allowed = server().await;
-    let session = connect(&none_allowed).await;
+    let session = client(&none_allowed).await;
     let r = within(10, session.forward(0, echo.port())).await;
     assert_eq!(
         refused(r),
@@ -477,7 +453,7 @@ async fn forbidden_port_outside_allow_forward_or_when_nothing_is_allowed() {
     let p = echo.port();
     let allowed = vec![p..=p];
     let some_allowed = server_with(|cfg| cfg.allow_forward = allowed).await;
-    let session = connect(&some_allowed).await;
+    let session = client(&some_allowed).await;
     let other = if p == u16::MAX { p - 1 } else { p + 1 };
     let r = within(10, session.forward(0, other)).await;
     assert_eq!(refused(r), BindErrorCode::ForbiddenPort, "port {other}");
@@ -493,7 +469,7 @@ async fn forbidden_port_outside_allow_forward_or_when_nothing_is_allowed() {
 async fn dropping_a_binding_unbinds_it_and_the_session_stays_up() {
     let echo = echo_server().await;
     let server = server().await;
-    let session = connect(&server).await;
+    let session = client(&server).await;
     let gone_pull = within(10, session.pull(echo, 0)).await.unwrap();
     let gone_expose = within(10, session.expose_tcp(echo.port(), 0))
         .await

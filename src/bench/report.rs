@@ -77,7 +77,7 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 
 /// `256 MiB` when the size is a whole number of MiB, else plain bytes.
 fn size(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")

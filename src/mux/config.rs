@@ -27,7 +27,7 @@ impl Role {
         id != 0
             && match self {
                 Role::Server => id % 2 == 1,
-                Role::Client => id % 2 == 0,
+                Role::Client => id.is_multiple_of(2),
             }
     }
 }

@@ -154,7 +154,7 @@ impl MuxState {
     /// Resets a stream from our side: unsent output is dropped (its credit refunded), unread
     /// input is discarded (its session credit returned) and RESET is queued.
     pub fn reset_stream(&mut self, id: u32, code: ErrorCode, reason: &str) {
-        if !self.streams.get(&id).is_some_and(|s| s.reset.is_none()) {
+        if self.streams.get(&id).is_none_or(|s| s.reset.is_some()) {
             return;
         }
         self.abort_stream(id, code, reason);

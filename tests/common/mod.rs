@@ -1,16 +1,37 @@
-//! Helpers shared by the integration tests: a server on 127.0.0.1:0, local echo and HTTP apps.
+//! Helpers shared by the integration tests: a server on 127.0.0.1:0, connected clients, local
+//! echo and HTTP apps ([`apps`]) and visitors' HTTP requests ([`http`]).
+//!
+//! The submodules are private and re-exported flat, so `use common::*;` brings everything in
+//! without a `common::http` module shadowing the `http` crate in the test files.
 #![allow(dead_code)]
+
+mod apps;
+mod http;
+
+// Not every test file uses every helper.
+#[allow(unused_imports)]
+pub use self::apps::*;
+#[allow(unused_imports)]
+pub use self::http::*;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
+use underpass::client::{Binding, ClientOptions, ClientSession, HttpExpose};
+use underpass::proto::{Bind, BindKind, BindMode, RouteMode};
 use underpass::server::{Server, ServerConfig};
 
 pub const TOKEN: &str = "test-token-0123456789";
+
+/// The public domain of [`domain_server`]; routes are its subdomains.
+pub const DOMAIN: &str = "example.test";
+/// The host of route `demo` under [`DOMAIN`].
+pub const DEMO_HOST: &str = "demo.example.test";
 
 /// Fails the test instead of hanging it.
 pub async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
@@ -27,6 +48,82 @@ pub async fn server_with(f: impl FnOnce(&mut ServerConfig)) -> Server {
     let mut cfg = ServerConfig::local(TOKEN);
     f(&mut cfg);
     Server::start(cfg).await.expect("server starts")
+}
+
+/// A server whose routes are subdomains of [`DOMAIN`].
+pub async fn domain_server() -> Server {
+    server_with(|cfg| cfg.domain = Some(DOMAIN.into())).await
+}
+
+/// A client connected to `server` with the default options.
+pub async fn client(server: &Server) -> ClientSession {
+    client_with(ClientOptions::new(server.control_url(), TOKEN)).await
+}
+
+pub async fn client_with(opts: ClientOptions) -> ClientSession {
+    within(10, ClientSession::connect(&opts))
+        .await
+        .expect("client connects")
+}
+
+/// An http expose of the single route `route`.
+pub fn named(route: &str) -> HttpExpose {
+    HttpExpose::route(Some(route.into()))
+}
+
+/// An http expose of `route` in cluster mode.
+pub fn cluster(route: &str) -> HttpExpose {
+    HttpExpose {
+        mode: RouteMode::Cluster,
+        ..named(route)
+    }
+}
+
+/// A [`domain_server`] and a client whose route `demo` ([`DEMO_HOST`]) leads to the local app on
+/// `port`. The fields drop binding first, server last.
+pub struct Demo {
+    pub binding: Binding,
+    pub client: ClientSession,
+    pub server: Server,
+}
+
+impl Demo {
+    /// The server's public listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+}
+
+pub async fn demo(port: u16) -> Demo {
+    let server = domain_server().await;
+    let client = client(&server).await;
+    let binding = client.expose_http(port, &named("demo")).await.unwrap();
+    Demo {
+        binding,
+        client,
+        server,
+    }
+}
+
+/// A BIND as a foreign client would write it, with no options set.
+pub fn raw_bind(kind: BindKind, mode: BindMode, port: u16) -> Bind {
+    Bind {
+        client_bind_ref: Value::Null,
+        kind,
+        mode,
+        container_port: Some(port),
+        label: None,
+        takeover: None,
+        host: None,
+        route: None,
+        basic_auth: None,
+    }
+}
+
+/// A loopback address nothing listens on: bound once to pick a free port, then released.
+pub fn unused_addr() -> SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
 }
 
 /// A TCP echo server on loopback; returns its address.

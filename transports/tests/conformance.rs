@@ -365,7 +365,7 @@ mod cases {
         for next in 0..N {
             let message = loop {
                 round += 1;
-                let got = if round % 2 == 0 {
+                let got = if round.is_multiple_of(2) {
                     tokio::select! {
                         r = server.rx.recv() => Some(r),
                         () = tokio::time::sleep(Duration::from_micros(50)) => None,
