@@ -72,6 +72,11 @@ where
                     return Ok(());
                 }
             }
+            if session.mux().inspect(|st| st.peer_went_away()) {
+                // The server said goodbye (shutdown, kill): nothing to resume.
+                tracing::warn!("the server ended the session; connecting a new one");
+                break;
+            }
             match resume(&session, &opts).await {
                 Ok(()) => tracing::info!("session resumed; every binding kept"),
                 Err(e) if e.is_permanent() => return Err(e),

@@ -103,6 +103,11 @@ impl MuxState {
         self.lost_carrier0
     }
 
+    /// True once the peer sent GOAWAY: it is ending the session on purpose.
+    pub fn peer_went_away(&self) -> bool {
+        self.goaway_received
+    }
+
     /// Why the session ended, once it has.
     pub fn closed(&self) -> Option<&(ErrorCode, String)> {
         self.closed.as_ref()

@@ -683,6 +683,7 @@ fn going_away_keeps_running_streams_and_refuses_new_ones() {
     );
     p.pump().unwrap();
     assert!(matches!(p.client.take_event(), Some(MuxEvent::GoAway(_))));
+    assert!(p.client.peer_went_away());
     // The client may no longer open streams either, but the running one still carries data.
     assert!(p.client.open_stream(&StreamOpen::tcp(1)).is_err());
     p.server
