@@ -146,3 +146,47 @@ async fn a_session_can_be_resumed_again_and_a_kill_ends_a_parked_one() {
         Err(ClientError::ResumeRefused(_))
     ));
 }
+
+/// A server that answers any carrier's first message with a bare close 1008, as a server of the
+/// protocol may refuse a resume without sending GOAWAY first.
+async fn closing_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, peer)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |mut req| async move {
+                    let (resp, pending) = underpass_transports::ws::accept_upgrade(
+                        &mut req,
+                        &["hoody-tunnel.v2", "hoody-tunnel.v1"],
+                        Some(peer),
+                    )
+                    .unwrap();
+                    tokio::spawn(async move {
+                        let mut carrier = pending.upgrade().await.unwrap();
+                        let _ = carrier.rx.recv().await;
+                        let _ = carrier.tx.close_with(1008, "resume grace expired").await;
+                        let _ = carrier.rx.recv().await;
+                    });
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_bare_close_1008_is_read_as_a_refused_resume() {
+    let server = server().await;
+    let client = ClientSession::connect(&ClientOptions::new(server.control_url(), TOKEN))
+        .await
+        .unwrap();
+    let other = ClientOptions::new(format!("ws://{}", closing_server().await), TOKEN);
+    let err = within(10, client.resume(&other)).await.unwrap_err();
+    assert!(matches!(err, ClientError::ResumeRefused(_)), "{err}");
+}

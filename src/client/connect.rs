@@ -25,7 +25,13 @@ async fn first_frame(carrier: &mut Carrier, opts: &ClientOptions) -> Result<Fram
     let msg = tokio::time::timeout(opts.handshake_timeout, carrier.rx.recv())
         .await
         .map_err(|_| ClientError::Handshake("no answer from the server in time".into()))?
-        .map_err(|e| ClientError::Handshake(format!("the server closed the connection: {e}")))?
+        .map_err(|e| match underpass_transports::close_reason(&e) {
+            // PROTOCOL.md: a refused resume is close 1008 (some servers send no GOAWAY first).
+            Some(reason) if reason.code == 1008 && reason.reason.contains("resume") => {
+                ClientError::ResumeRefused(reason.reason.clone())
+            }
+            _ => ClientError::Handshake(format!("the server closed the connection: {e}")),
+        })?
         .ok_or_else(|| ClientError::Handshake("the server closed the connection".into()))?;
     let mut frames = decode_message(&msg).map_err(|e| ClientError::Handshake(e.to_string()))?;
     if frames.is_empty() {
