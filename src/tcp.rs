@@ -2,14 +2,37 @@
 //! half-close preserved, no extra copy of received bytes.
 
 use std::io;
+use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::mux::{MuxStream, RecvHalf, SendHalf};
+use crate::proto::ErrorCode;
 
 /// Read size per TCP read; also the largest DATA payload.
 const CHUNK: usize = 64 * 1024;
+
+/// Connects to `addr` and splices `stream` to it; a refused connection resets the stream with
+/// REFUSED_STREAM and a reason naming `what` (the local service, a server port), so the other
+/// end can tell the visitor.
+pub async fn connect_and_splice(addr: SocketAddr, mut stream: MuxStream, what: &str) {
+    match tokio::net::TcpStream::connect(addr).await {
+        Ok(tcp) => {
+            let _ = tcp.set_nodelay(true);
+            if let Err(e) = splice(tcp, stream).await {
+                tracing::debug!(%addr, error = %e, "tcp stream ended");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "{what} refused the connection");
+            stream.reset(
+                ErrorCode::REFUSED_STREAM,
+                &format!("{what} {addr} refused: {e}"),
+            );
+        }
+    }
+}
 
 /// Copies `io` <-> `stream` until both directions ended. An EOF on either side becomes a
 /// half-close on the other; an error on either side drops both, which resets the stream.

@@ -21,13 +21,18 @@ async fn send(carrier: &mut Carrier, frame: &Frame) -> Result<(), ClientError> {
         .map_err(|e| ClientError::Handshake(format!("send failed: {e}")))
 }
 
-async fn first_frame(carrier: &mut Carrier, opts: &ClientOptions) -> Result<Frame, ClientError> {
+/// The server's first answer. While `resuming`, a close 1008 (policy) means PROTOCOL.md's
+/// refused resume, which some servers send without a GOAWAY first.
+async fn first_frame(
+    carrier: &mut Carrier,
+    opts: &ClientOptions,
+    resuming: bool,
+) -> Result<Frame, ClientError> {
     let msg = tokio::time::timeout(opts.handshake_timeout, carrier.rx.recv())
         .await
         .map_err(|_| ClientError::Handshake("no answer from the server in time".into()))?
         .map_err(|e| match underpass_transports::close_reason(&e) {
-            // PROTOCOL.md: a refused resume is close 1008 (some servers send no GOAWAY first).
-            Some(reason) if reason.code == 1008 && reason.reason.contains("resume") => {
+            Some(reason) if resuming && reason.code == 1008 => {
                 ClientError::ResumeRefused(reason.reason.clone())
             }
             _ => ClientError::Handshake(format!("the server closed the connection: {e}")),
@@ -98,10 +103,11 @@ async fn open(
         max_connections: (version == ProtocolVersion::V2).then_some(opts.connections),
     });
     send(&mut carrier, &hello).await?;
-    let ok = match first_frame(&mut carrier, opts).await? {
+    let ok = match first_frame(&mut carrier, opts, resume.is_some()).await? {
         Frame::HelloOk(ok) => ok,
         Frame::GoAway(g) if g.code == ErrorCode::AUTH => return Err(ClientError::Auth(g.message)),
-        Frame::GoAway(g) if resume.is_some() && g.message.contains("resume") => {
+        // Refusing a resume for any reason but the token or a limit means the session is gone.
+        Frame::GoAway(g) if resume.is_some() && g.code != ErrorCode::RESOURCE_EXHAUSTED => {
             return Err(ClientError::ResumeRefused(g.message))
         }
         Frame::GoAway(g) => {
@@ -152,7 +158,7 @@ async fn join(
             nonce: ticket.nonce,
         });
         send(&mut carrier, &frame).await?;
-        match first_frame(&mut carrier, opts).await? {
+        match first_frame(&mut carrier, opts, false).await? {
             Frame::JoinOk(_) => Ok(carrier),
             Frame::JoinErr(e) => Err(ClientError::Handshake(format!("{}: {}", e.code, e.message))),
             other => Err(ClientError::Handshake(format!(

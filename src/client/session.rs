@@ -406,23 +406,11 @@ fn dispatch(mut stream: MuxStream, open: StreamOpen, handler: Option<StreamHandl
             tokio::spawn(serve_stream(stream, open, service));
         }
         (Some(StreamHandler::Tcp(addr)), BindKind::Tcp) => {
-            tokio::spawn(async move {
-                match tokio::net::TcpStream::connect(addr).await {
-                    Ok(tcp) => {
-                        let _ = tcp.set_nodelay(true);
-                        if let Err(e) = crate::tcp::splice(tcp, stream).await {
-                            tracing::debug!(%addr, error = %e, "tcp stream ended");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(%addr, error = %e, "local service refused the connection");
-                        stream.reset(
-                            ErrorCode::REFUSED_STREAM,
-                            &format!("local service {addr} refused: {e}"),
-                        );
-                    }
-                }
-            });
+            tokio::spawn(crate::tcp::connect_and_splice(
+                addr,
+                stream,
+                "local service",
+            ));
         }
         _ => stream.reset(ErrorCode::REFUSED_STREAM, "no binding for this stream"),
     }

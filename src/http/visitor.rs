@@ -70,7 +70,8 @@ pub async fn proxy(
     );
     let chunked = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         && !req.headers().contains_key(http::header::CONTENT_LENGTH);
-    let mut headers = req.headers().clone();
+    // The head moves into STREAM_OPEN; the request keeps its body and upgrade handle.
+    let mut headers = std::mem::take(req.headers_mut());
     if is_upgrade {
         strip_hop_by_hop_keep_upgrade(&mut headers);
     } else {

@@ -125,16 +125,9 @@ async fn bind_http(
         )
         .await;
     };
-    let auth = bind
-        .basic_auth
-        .as_ref()
-        .map(|a| BasicAuthPolicy::new(a.username.clone(), a.password.clone()));
+    let auth = auth_policy(bind);
     let takeover = bind.takeover.unwrap_or(false);
-    let holder = Holder {
-        session_id: entry.id.clone(),
-        bind_id,
-        entry: entry.clone(),
-    };
+    let holder = Holder::new(entry, bind_id);
     let name = match &route.subdomain {
         Some(requested) => {
             let name = validate_route_name(requested)
@@ -213,6 +206,13 @@ async fn bind_http(
     Ok(grant)
 }
 
+/// The Basic Auth a bind asks for, as the edge checks it.
+pub fn auth_policy(bind: &Bind) -> Option<BasicAuthPolicy> {
+    bind.basic_auth
+        .as_ref()
+        .map(|a| BasicAuthPolicy::new(a.username.clone(), a.password.clone()))
+}
+
 fn claim(
     state: &Arc<ServerState>,
     name: &str,
@@ -227,7 +227,7 @@ fn claim(
         .map_err(|e| Refusal::new(e.code, e.message))?;
     state.counters.takeovers(previous.len());
     for old in previous {
-        revoke(state, &old.session_id, old.bind_id, "route taken over");
+        revoke(state, old.session_id(), old.bind_id, "route taken over");
     }
     Ok(())
 }
@@ -289,18 +289,10 @@ pub fn serve_client_stream(entry: &Arc<SessionEntry>, mut stream: MuxStream, ope
         stream.reset(ErrorCode::REFUSED_STREAM, "no forward binding with that id");
         return;
     };
-    tokio::spawn(async move {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(tcp) => {
-                let _ = tcp.set_nodelay(true);
-                let _ = crate::tcp::splice(tcp, stream).await;
-            }
-            Err(e) => {
-                stream.reset(
-                    ErrorCode::REFUSED_STREAM,
-                    &format!("server-side port {port} refused: {e}"),
-                );
-            }
-        }
-    });
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    tokio::spawn(crate::tcp::connect_and_splice(
+        addr,
+        stream,
+        "server-side port",
+    ));
 }

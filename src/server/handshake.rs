@@ -62,22 +62,38 @@ async fn send_frame(carrier: &mut Carrier, frame: &Frame) -> std::io::Result<()>
     carrier.tx.send(out.freeze()).await
 }
 
-/// WebSocket close codes PROTOCOL.md gives a refused HELLO: 1002 (protocol error, bad auth),
-/// 1008 (policy: resume refused), 1013 (try again later: a limit).
-fn close_code(code: ErrorCode, message: &str) -> u16 {
-    match code {
-        ErrorCode::RESOURCE_EXHAUSTED => 1013,
-        _ if message == RESUME_REFUSED => 1008,
-        _ => 1002,
+/// WebSocket close code PROTOCOL.md gives a refused HELLO: 1013 (try again later) for a limit,
+/// 1002 (protocol error) otherwise; a refused resume has its own, see [`refuse_resume`].
+fn close_code(code: ErrorCode) -> u16 {
+    if code == ErrorCode::RESOURCE_EXHAUSTED {
+        1013
+    } else {
+        1002
     }
 }
 
 /// Reason of a refused resume, as PROTOCOL.md words it.
 const RESUME_REFUSED: &str = "resume grace expired";
 
-/// Refuses a carrier: GOAWAY with the code first (clients read the reason there), then a close
-/// with the matching WebSocket close code.
+/// Refuses a resume: GOAWAY, then close 1008 (policy).
+async fn refuse_resume(state: &ServerState, carrier: &mut Carrier) {
+    refuse_with(state, carrier, ErrorCode::PROTOCOL, RESUME_REFUSED, 1008).await
+}
+
+/// Refuses a carrier with the close code that goes with `code`.
 async fn refuse(state: &ServerState, carrier: &mut Carrier, code: ErrorCode, message: &str) {
+    refuse_with(state, carrier, code, message, close_code(code)).await
+}
+
+/// Refuses a carrier: GOAWAY with the code first (clients read the reason there), then a close
+/// with `close_code`.
+async fn refuse_with(
+    state: &ServerState,
+    carrier: &mut Carrier,
+    code: ErrorCode,
+    message: &str,
+    close_code: u16,
+) {
     state.counters.refusal(code);
     tracing::info!(peer = ?carrier.info.peer, %code, message, "carrier refused");
     let goaway = Frame::GoAway(GoAway {
@@ -85,7 +101,7 @@ async fn refuse(state: &ServerState, carrier: &mut Carrier, code: ErrorCode, mes
         message: message.to_string(),
     });
     let _ = send_frame(carrier, &goaway).await;
-    let closing = carrier.tx.close_with(close_code(code, message), message);
+    let closing = carrier.tx.close_with(close_code, message);
     let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
 }
 
@@ -123,7 +139,7 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
     let resuming = match &hello.resume {
         Some(resume) => match state.sessions.get(&resume.session_id) {
             Some(entry) => Some(entry),
-            None => return refuse(&state, &mut carrier, ErrorCode::PROTOCOL, RESUME_REFUSED).await,
+            None => return refuse_resume(&state, &mut carrier).await,
         },
         None => None,
     };
@@ -250,11 +266,11 @@ async fn resume(
         tracing::info!(session = %entry.id, "resume of a session whose carrier still looks alive");
     }
     if !entry.can_resume(Instant::now()) {
-        return refuse(&state, &mut carrier, ErrorCode::PROTOCOL, RESUME_REFUSED).await;
+        return refuse_resume(&state, &mut carrier).await;
     }
     let peer = carrier.info.peer;
     let session = Session::start(mux_config(&state), carrier);
-    if entry.resume_with(session.clone(), Instant::now()).is_err() {
+    if !entry.resume_with(session.clone(), Instant::now()) {
         // The grace ran out between the check and now.
         session.close(ErrorCode::PROTOCOL, RESUME_REFUSED);
         return;

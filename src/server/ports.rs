@@ -9,13 +9,12 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::net::TcpListener;
 
-use super::bindings::{revoke, PortGrant, Refusal};
+use super::bindings::{auth_policy, revoke, PortGrant, Refusal};
 use super::fd_budget::FdBudget;
 use super::listener::{accept_loop, ListenerKind};
 use super::routes::{Holder, RoutePick};
 use super::sessions::{BindingRecord, SessionEntry};
 use super::state::ServerState;
-use crate::http::edge::basic_auth::BasicAuthPolicy;
 use crate::proto::{Bind, BindErrorCode, BindId, BindKind, BindMode, StreamOpen};
 
 /// Opens the port side of a binding.
@@ -168,15 +167,8 @@ async fn expose(
     let (task, public_url) = match kind {
         BindKind::Http => {
             let pick = RoutePick {
-                holder: Holder {
-                    session_id: entry.id.clone(),
-                    bind_id,
-                    entry: entry.clone(),
-                },
-                auth: bind
-                    .basic_auth
-                    .as_ref()
-                    .map(|a| BasicAuthPolicy::new(a.username.clone(), a.password.clone())),
+                holder: Holder::new(entry, bind_id),
+                auth: auth_policy(bind),
             };
             let task = tokio::spawn(accept_loop(
                 state.clone(),

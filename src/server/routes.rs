@@ -12,8 +12,6 @@ use crate::proto::{BindErrorCode, BindId, RouteMode};
 /// One binding serving a route (or a dedicated port).
 #[derive(Debug, Clone)]
 pub struct Holder {
-    /// Session holding it.
-    pub session_id: String,
     /// Its binding id.
     pub bind_id: BindId,
     /// The session; its mux can change when the client resumes.
@@ -21,6 +19,19 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// Binding `bind_id` of `entry`.
+    pub fn new(entry: &Arc<SessionEntry>, bind_id: BindId) -> Self {
+        Self {
+            bind_id,
+            entry: entry.clone(),
+        }
+    }
+
+    /// Id of the session holding the binding.
+    pub fn session_id(&self) -> &str {
+        &self.entry.id
+    }
+
     /// The mux to open streams on now.
     pub fn session(&self) -> Session {
         self.entry.session()
@@ -130,7 +141,7 @@ impl RouteTable {
         if let Some(entry) = map.get_mut(name) {
             entry
                 .holders
-                .retain(|h| !(h.session_id == session_id && h.bind_id == bind_id));
+                .retain(|h| !(h.session_id() == session_id && h.bind_id == bind_id));
             if entry.holders.is_empty() {
                 map.remove(name);
             }

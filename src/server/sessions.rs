@@ -81,13 +81,6 @@ pub struct SessionEntry {
     no_park: AtomicBool,
 }
 
-/// Why a resume was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResumeRefused {
-    /// The grace period ran out, or the session was closed on purpose.
-    Expired,
-}
-
 impl SessionEntry {
     /// A session served by `session`.
     pub fn new(
@@ -170,11 +163,13 @@ impl SessionEntry {
     /// Replaces the mux after a HELLO that resumes this session. Accepted while parked within
     /// the grace period, or while the old mux is already dead or half-open (the client knows
     /// better than we do that its connection is gone): the old mux is closed then.
-    pub fn resume_with(&self, session: Session, now: Instant) -> Result<(), ResumeRefused> {
+    /// Returns false (and changes nothing) when the grace period ran out or the session was
+    /// closed on purpose.
+    pub fn resume_with(&self, session: Session, now: Instant) -> bool {
         let old = {
             let mut c = self.current();
             if !Self::resumable(&c, now) || !self.may_park() {
-                return Err(ResumeRefused::Expired);
+                return false;
             }
             c.parked_until = None;
             c.generation += 1;
@@ -185,7 +180,7 @@ impl SessionEntry {
             "session resumed on a new connection",
         );
         self.resumed.notify_one();
-        Ok(())
+        true
     }
 
     /// True if a resume at `now` would be accepted.
