@@ -4,34 +4,67 @@
 mod common;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use underpass::proto::{BindKind, StreamOpen};
+use std::sync::Arc;
 
-/// A raw HTTP/1.1 app that answers every request with 103 Early Hints, then 200.
-async fn early_hints_app() -> u16 {
+use http::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, Semaphore};
+use underpass::proto::{BindKind, StreamOpen};
+use underpass::server::Server;
+
+const EARLY_HINTS: &[u8] = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n";
+
+/// A raw keep-alive HTTP/1.1 app: for each request it writes `interim`, then, once `gate` hands
+/// out a permit (at once without a gate), the final `200 ok`.
+async fn interim_app(interim: &'static [u8], gate: Option<Arc<Semaphore>>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
+            let gate = gate.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tcp.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                loop {
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    got.drain(..end);
+                    if tcp.write_all(interim).await.is_err() {
+                        return;
+                    }
+                    if let Some(gate) = &gate {
+                        gate.acquire().await.unwrap().forget();
+                    }
+                    let last = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if tcp.write_all(last).await.is_err() {
+                        return;
                     }
                 }
-                let _ = tcp
-                    .write_all(
-                        b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n\
-                          HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
-                    )
-                    .await;
             });
         }
     });
     port
+}
+
+async fn early_hints_app() -> u16 {
+    interim_app(EARLY_HINTS, None).await
+}
+
+/// Sends a raw request to the server's public port and reads until the server closes.
+async fn raw_visit(server: &Server, request: &[u8]) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    within(10, tcp.read_to_end(&mut got)).await.unwrap();
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[tokio::test]
@@ -65,4 +98,87 @@ async fn a_103_from_the_app_reaches_the_server_before_the_final_head() {
         &within(10, stream.recv_chunk()).await.unwrap().unwrap()[..],
         b"ok"
     );
+}
+
+#[tokio::test]
+async fn a_visitor_gets_early_hints_before_the_app_has_decided_its_answer() {
+    let server = domain_server().await;
+    let client = client(&server).await;
+    let gate = Arc::new(Semaphore::new(0));
+    let port = interim_app(EARLY_HINTS, Some(gate.clone())).await;
+    let _binding = client.expose_http(port, &named("hints")).await.unwrap();
+
+    let tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // Two requests on one keep-alive connection: each gets its own 103, then its 200.
+    for round in 0..2 {
+        let mut req = build(Method::GET, "hints.example.test", "/", &[], empty_body());
+        let (hints_tx, mut hints_rx) = mpsc::unbounded_channel();
+        hyper::ext::on_informational(&mut req, move |res| {
+            let _ = hints_tx.send((res.status(), res.headers().clone()));
+        });
+        let answer = sender.send_request(req);
+        let answer = tokio::spawn(answer);
+        // The app holds its final answer until the visitor has seen the hint.
+        let (status, headers) = within(10, hints_rx.recv()).await.unwrap();
+        assert_eq!(status, StatusCode::EARLY_HINTS, "round {round}");
+        assert_eq!(headers["link"], "</style.css>; rel=preload");
+        gate.add_permits(1);
+        let resp = within(10, answer).await.unwrap().unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"ok");
+        assert!(hints_rx.try_recv().is_err(), "one hint per request");
+    }
+}
+
+#[tokio::test]
+async fn an_http_1_0_visitor_never_sees_an_interim_head() {
+    let server = domain_server().await;
+    let client = client(&server).await;
+    let _binding = client
+        .expose_http(early_hints_app().await, &named("hints"))
+        .await
+        .unwrap();
+    let text = raw_visit(
+        &server,
+        b"GET / HTTP/1.0\r\nHost: hints.example.test\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.0 200 OK\r\n"), "{text}");
+    assert!(!text.contains("103"), "{text}");
+    assert!(text.ends_with("ok"), "{text}");
+}
+
+#[tokio::test]
+async fn the_apps_100_continue_and_interim_hop_by_hop_headers_stay_behind() {
+    const INTERIM: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n\
+        HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\nconnection: x-hop\r\nx-hop: 1\r\n\r\n";
+    let server = domain_server().await;
+    let client = client(&server).await;
+    let _binding = client
+        .expose_http(interim_app(INTERIM, None).await, &named("hints"))
+        .await
+        .unwrap();
+    let text = raw_visit(
+        &server,
+        b"GET / HTTP/1.1\r\nHost: hints.example.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        text.starts_with(
+            "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert!(!text.to_ascii_lowercase().contains("x-hop"), "{text}");
 }

@@ -5,5 +5,6 @@
 pub mod body;
 pub mod edge;
 pub mod headers;
+pub mod interim_io;
 pub mod local;
 pub mod visitor;

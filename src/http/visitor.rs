@@ -16,8 +16,9 @@ use super::edge::hop_by_hop::{strip_hop_by_hop, strip_hop_by_hop_keep_upgrade, w
 use super::edge::trusted_proxy::TrustedProxies;
 use super::edge::visitor_error;
 use super::headers::{from_pairs, to_pairs};
+use super::interim_io::{encode_interim_head, InterimOutcome, InterimWriter};
 use crate::mux::{MuxError, SendHalf, Session};
-use crate::proto::{BindId, BindKind, ErrorCode, StreamOpen};
+use crate::proto::{BindId, BindKind, ErrorCode, ResponseHead, StreamOpen};
 
 /// Where a visitor's request goes and what the edge knows about the visitor.
 #[derive(Debug, Clone)]
@@ -42,6 +43,14 @@ pub struct Visitor<'a> {
     /// How long to wait for the response head.
     pub response_timeout: Duration,
 }
+
+/// The interim writer of a public edge connection; the listener puts it in each request's
+/// extensions.
+pub type EdgeInterim = InterimWriter<tokio::net::TcpStream>;
+
+/// Interim heads relayed per request at most: a tunnel client cannot keep a visitor busy with
+/// an endless run of 1xx answers.
+const MAX_INTERIM_HEADS: usize = 16;
 
 fn into_proxy(resp: Response<bytes::Bytes>) -> Response<ProxyBody> {
     resp.map(full)
@@ -116,6 +125,10 @@ pub async fn proxy(
     };
     let (mut recv, send) = stream.split();
     let on_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
+    // HTTP/1.0 visitors must never see a 1xx (RFC 9110, section 15.2).
+    let interim = req.extensions_mut().remove::<EdgeInterim>();
+    let interim = interim.filter(|_| req.version() == http::Version::HTTP_11);
+    let mut interim_relayed = 0;
     // For an upgrade the send half waits here: raw bytes follow only after the 101.
     let upgrade_send = if is_upgrade {
         Some(send)
@@ -134,8 +147,17 @@ pub async fn proxy(
                 )
             }
             Ok(Ok(head)) if head.is_final => break head,
-            // Interim heads (1xx) cannot be relayed by hyper's server; they are skipped.
-            Ok(Ok(_)) => continue,
+            Ok(Ok(head)) => {
+                if let Some(writer) = interim
+                    .as_ref()
+                    .filter(|_| interim_relayed < MAX_INTERIM_HEADS)
+                {
+                    interim_relayed += 1;
+                    // A visitor that does not read is caught by the deadline on the next head.
+                    let _ = tokio::time::timeout_at(deadline.into(), relay_interim(writer, &head))
+                        .await;
+                }
+            }
         }
     };
     let Ok(status) = StatusCode::from_u16(head.status) else {
@@ -183,6 +205,36 @@ pub async fn proxy(
     *resp.status_mut() = status;
     *resp.headers_mut() = resp_headers;
     resp
+}
+
+/// Writes one interim head to the visitor. 100 is left to hyper, which answers
+/// `Expect: 100-continue` itself when the body is read, and 101 may only be final.
+async fn relay_interim(writer: &EdgeInterim, head: &ResponseHead) {
+    let Some(status) = StatusCode::from_u16(head.status)
+        .ok()
+        .filter(|s| s.is_informational() && !matches!(s.as_u16(), 100 | 101))
+    else {
+        tracing::debug!(status = head.status, "interim head not relayed");
+        return;
+    };
+    let Ok(mut headers) = from_pairs(&head.headers) else {
+        tracing::debug!(
+            status = head.status,
+            "interim head with a bad header not relayed"
+        );
+        return;
+    };
+    strip_hop_by_hop(&mut headers);
+    match writer.send(encode_interim_head(status, &headers)).await {
+        Ok(InterimOutcome::Sent) => {}
+        Ok(InterimOutcome::Skipped) => {
+            tracing::debug!(
+                status = head.status,
+                "visitor is pipelining; interim head skipped"
+            );
+        }
+        Err(e) => tracing::debug!(error = %e, "interim head not written"),
+    }
 }
 
 fn plain(status: StatusCode, body: &str) -> Response<ProxyBody> {

@@ -23,6 +23,7 @@ use crate::http::body::{full, ProxyBody};
 use crate::http::edge::forwarded::{effective_host, request_host};
 use crate::http::edge::routing::route_for_host;
 use crate::http::edge::visitor_error;
+use crate::http::interim_io::InterimIo;
 use crate::http::visitor::{proxy, Target, Visitor};
 use crate::proto::SUBPROTOCOLS;
 
@@ -98,13 +99,16 @@ async fn serve_connection(
     peer: SocketAddr,
     kind: ListenerKind,
 ) {
-    let svc = service_fn(move |req| {
+    // Each request carries the connection's interim writer so the proxy can relay 1xx heads.
+    let (io, interim) = InterimIo::new(tcp);
+    let svc = service_fn(move |mut req: Request<Incoming>| {
         let state = state.clone();
         let kind = kind.clone();
+        req.extensions_mut().insert(interim.clone());
         async move { Ok::<_, Infallible>(handle(state, peer, kind, req).await) }
     });
     let _ = http1::Builder::new()
-        .serve_connection(TokioIo::new(tcp), svc)
+        .serve_connection(TokioIo::new(io), svc)
         .with_upgrades()
         .await;
 }
