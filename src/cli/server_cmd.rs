@@ -82,6 +82,10 @@ pub struct ServerArgs {
     /// Seconds a visitor waits for the response head before 504.
     #[arg(long, default_value = "60", value_parser = parse::seconds)]
     pub response_timeout: Duration,
+    /// Seconds an HTTP connection gets to send a request head; idle keep-alive connections are
+    /// closed after it too.
+    #[arg(long, default_value = "30", value_parser = parse::seconds)]
+    pub header_timeout: Duration,
     /// Accepted connections at once before new ones get 503 (default: the open-file limit
     /// minus 64).
     #[arg(long)]
@@ -141,6 +145,7 @@ impl ServerArgs {
             ping_after: self.ping_interval,
             pong_timeout: self.pong_timeout,
             response_timeout: self.response_timeout,
+            header_timeout: self.header_timeout,
             resume_grace: self.resume_grace,
             fd_budget: self.fd_budget,
             ..Limits::default()

@@ -326,7 +326,7 @@ async fn forward_loop(listener: tokio::net::TcpListener, inner: Weak<Inner>, bin
         let Some(session) = inner.upgrade().map(|i| i.session()) else {
             return;
         };
-        let _ = tcp.set_nodelay(true);
+        crate::tcp::tune(&tcp);
         match session.open(&StreamOpen::tcp(bind_id)) {
             Ok(stream) => {
                 tokio::spawn(async move {

@@ -55,6 +55,8 @@ impl LocalPort {
     pub fn new(port: u16) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_keepalive(Some(crate::tcp::KEEPALIVE_IDLE));
+        connector.set_keepalive_interval(Some(crate::tcp::KEEPALIVE_INTERVAL));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build(connector);
@@ -263,7 +265,7 @@ async fn serve_upgrade(stream: MuxStream, open: &StreamOpen, local: &LocalPort) 
             return StatusCode::BAD_GATEWAY;
         }
     };
-    let _ = tcp.set_nodelay(true);
+    crate::tcp::tune(&tcp);
     let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await
     else {
         answer_with(&mut send, visitor_error::upstream_reset(local.port)).await;

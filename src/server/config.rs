@@ -34,6 +34,10 @@ pub struct Limits {
     pub resume_grace: Duration,
     /// How long a visitor waits for the response head before 504.
     pub response_timeout: Duration,
+    /// How long an HTTP connection may take to send a whole request head, counted from the
+    /// first byte or, on a kept-alive connection, from the end of the previous answer. Slow
+    /// (slowloris) and idle connections are closed after it, so they cannot pin descriptors.
+    pub header_timeout: Duration,
     /// Accepted connections at once (the file-descriptor budget); `None`: the open-file limit
     /// minus a reserve.
     pub fd_budget: Option<usize>,
@@ -54,6 +58,7 @@ impl Default for Limits {
             join_ticket_ttl: Duration::from_secs(30),
             resume_grace: Duration::from_secs(60),
             response_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(30),
             fd_budget: None,
         }
     }

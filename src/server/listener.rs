@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::admin;
@@ -63,7 +63,7 @@ async fn accept_connections(state: Arc<ServerState>, listener: TcpListener, kind
                     tokio::spawn(refuse_over_budget(tcp));
                     continue;
                 };
-                let _ = tcp.set_nodelay(true);
+                crate::tcp::tune(&tcp);
                 let state = state.clone();
                 let kind = kind.clone();
                 tokio::spawn(async move {
@@ -100,6 +100,7 @@ async fn serve_connection(
     kind: ListenerKind,
 ) {
     // Each request carries the connection's interim writer so the proxy can relay 1xx heads.
+    let header_timeout = state.config.limits.header_timeout;
     let (io, interim) = InterimIo::new(tcp);
     let svc = service_fn(move |mut req: Request<Incoming>| {
         let state = state.clone();
@@ -108,6 +109,8 @@ async fn serve_connection(
         async move { Ok::<_, Infallible>(handle(state, peer, kind, req).await) }
     });
     let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout((!header_timeout.is_zero()).then_some(header_timeout))
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades()
         .await;

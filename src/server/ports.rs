@@ -336,7 +336,7 @@ async fn tcp_accept_loop(
             tracing::warn!(%peer, "connection budget exhausted; dropping tcp connection");
             continue;
         };
-        let _ = tcp.set_nodelay(true);
+        crate::tcp::tune(&tcp);
         match entry.session().open(&StreamOpen::tcp(bind_id)) {
             Ok(stream) => {
                 tokio::spawn(async move {

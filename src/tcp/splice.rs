@@ -19,7 +19,7 @@ const CHUNK: usize = 64 * 1024;
 pub async fn connect_and_splice(addr: SocketAddr, mut stream: MuxStream, what: &str) {
     match tokio::net::TcpStream::connect(addr).await {
         Ok(tcp) => {
-            let _ = tcp.set_nodelay(true);
+            super::tune(&tcp);
             if let Err(e) = splice(tcp, stream).await {
                 tracing::debug!(%addr, error = %e, "tcp stream ended");
             }
