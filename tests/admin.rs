@@ -255,6 +255,60 @@ async fn listings_use_the_protocol_field_names() {
 }
 
 #[tokio::test]
+async fn traffic_is_reported_per_binding() {
+    let server = admin_server().await;
+    let t = tunnel(&server, "demo", 2).await;
+    let sent = pattern(100_000, 3);
+    let echoed = tcp_roundtrip(
+        SocketAddr::from(([127, 0, 0, 1], t.pull.container_port())),
+        &sent,
+    )
+    .await;
+    assert_eq!(echoed, sent);
+    let pull_id = t.pull.bind_id();
+    let all = wait_json(&server, "/__underpass__/api/v1/bindings", |v| {
+        v["bindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["bindId"] == pull_id && b["bytesReceived"] == 100_000)
+    })
+    .await;
+    let list = all["bindings"].as_array().unwrap();
+    let pull = list.iter().find(|b| b["bindId"] == pull_id).unwrap();
+    assert_eq!(pull["bytesSent"], 100_000, "{pull}");
+    assert_eq!(pull["streamsOpened"], 1, "{pull}");
+    let web = list
+        .iter()
+        .find(|b| b["bindId"] == t.web.bind_id())
+        .unwrap();
+    assert_eq!(
+        (
+            &web["bytesSent"],
+            &web["bytesReceived"],
+            &web["streamsOpened"]
+        ),
+        (&Value::from(0), &Value::from(0), &Value::from(0)),
+        "{web}"
+    );
+    let (_, _, metrics) = call(
+        server.local_addr(),
+        Method::GET,
+        "/__underpass__/metrics",
+        Some(ADMIN),
+    )
+    .await;
+    let series = format!(
+        "underpass_binding_bytes_received_total{{session=\"{}\",bind_id=\"{pull_id}\",\
+         kind=\"tcp\",mode=\"pull\",route=\"\",port=\"{}\"}} 100000\n",
+        t.client.session_id(),
+        t.pull.container_port()
+    );
+    assert!(metrics.contains(&series), "missing {series} in\n{metrics}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn metrics_are_prometheus_text() {
     let server = admin_server().await;
     let t = tunnel(&server, "demo", 2).await;

@@ -73,6 +73,7 @@ impl MuxState {
                     c.active_streams += 1;
                 }
                 self.stats.streams_opened += 1;
+                self.bind_traffic.entry(bind_id).streams_opened += 1;
                 Ok(())
             }
             Frame::ResponseHead { stream_id, head } => {
@@ -165,6 +166,7 @@ impl MuxState {
             self.consume_session(len);
             return Ok(());
         }
+        self.bind_traffic.entry(slot.bind_id).bytes_received += len as u64;
         if !slot.recv_window.receive(len) {
             self.consume_session(len);
             self.reset_stream(id, ErrorCode::FLOW_CONTROL, "stream credit exceeded");

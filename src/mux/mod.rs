@@ -6,6 +6,7 @@
 //! it: one reader and one writer task per carrier, stream handles that implement tokio's
 //! `AsyncRead`/`AsyncWrite`, and a keepalive timer.
 
+mod bind_traffic;
 mod config;
 mod driver;
 mod error;
@@ -18,6 +19,7 @@ mod stream_ops;
 mod stream_slot;
 mod transmit;
 
+pub use bind_traffic::{BindTraffic, TrafficByBinding};
 pub use config::{MuxConfig, Role};
 pub use driver::{Session, SessionEvent};
 pub use error::MuxError;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use super::bind_traffic::TrafficByBinding;
 use super::config::MuxConfig;
 use super::error::MuxError;
 use super::flow::{RecvWindow, SendCredit};
@@ -63,6 +64,7 @@ pub struct MuxState {
     lost_carrier0: bool,
     next_ping_nonce: u64,
     pub(super) stats: MuxStats,
+    pub(super) bind_traffic: TrafficByBinding,
 }
 
 impl MuxState {
@@ -84,6 +86,7 @@ impl MuxState {
             lost_carrier0: false,
             next_ping_nonce: 1,
             stats: MuxStats::default(),
+            bind_traffic: TrafficByBinding::default(),
         }
     }
 

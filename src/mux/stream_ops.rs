@@ -54,6 +54,7 @@ impl MuxState {
         );
         self.carriers[carrier].active_streams += 1;
         self.stats.streams_opened += 1;
+        self.bind_traffic.entry(open.bind_id).streams_opened += 1;
         self.push_stream_frame(id, OutFrame::Encoded(frame));
         Ok(id)
     }
@@ -168,7 +169,8 @@ impl MuxState {
         self.maybe_remove(id);
     }
 
-    /// Resets every stream of binding `bind_id` (unbind, takeover).
+    /// Resets every stream of binding `bind_id` (unbind, takeover) and drops its traffic
+    /// counters.
     pub fn reset_binding(&mut self, bind_id: u32, code: ErrorCode, reason: &str) -> usize {
         let ids: Vec<u32> = self
             .streams
@@ -179,6 +181,7 @@ impl MuxState {
         for id in &ids {
             self.reset_stream(*id, code, reason);
         }
+        self.forget_binding(bind_id);
         ids.len()
     }
 

@@ -35,7 +35,11 @@ impl MuxState {
                 break;
             }
             if let Some(f) = slot.outbox.pop_front() {
-                self.stats.data_bytes_sent += f.data_len() as u64;
+                let len = f.data_len() as u64;
+                self.stats.data_bytes_sent += len;
+                if len > 0 {
+                    self.bind_traffic.entry(slot.bind_id).bytes_sent += len;
+                }
                 batch.push(f);
             }
             if slot.outbox.is_empty() {

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use std::task::Poll;
 
 use super::*;
-use crate::proto::{ErrorCode, Frame};
+use crate::proto::{ErrorCode, Frame, StreamOpen};
 
 #[test]
 fn credit_is_never_exceeded() {
@@ -217,4 +217,23 @@ fn a_stalled_stream_does_not_block_another() {
         p.client.stream_buffered(stalled),
         Some(STREAM_WINDOW as usize)
     );
+}
+
+#[test]
+fn traffic_is_counted_per_binding_and_forgotten_with_it() {
+    let mut p = Pair::new();
+    let id = open_tcp(&mut p); // binding 1
+    let other = p.server.open_stream(&StreamOpen::tcp(2)).unwrap();
+    p.pump().unwrap();
+    let sent = write_all_credit(&mut p.server, id, 10_000);
+    write_all_credit(&mut p.server, other, 300);
+    p.pump().unwrap();
+    let one = p.server.traffic_by_binding().get(1);
+    assert_eq!((one.bytes_sent, one.streams_opened), (sent as u64, 1));
+    assert_eq!(p.server.traffic_by_binding().get(2).bytes_sent, 300);
+    let seen = p.client.traffic_by_binding().get(1);
+    assert_eq!((seen.bytes_received, seen.streams_opened), (10_000, 1));
+    p.server.reset_binding(1, ErrorCode::CANCEL, "unbound");
+    assert_eq!(p.server.traffic_by_binding().get(1), BindTraffic::default());
+    assert_eq!(p.server.traffic_by_binding().get(2).bytes_sent, 300);
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::snapshot::{BindingView, SessionView};
+use crate::mux::BindTraffic;
 use crate::proto::{BindId, BindKind, BindMode, ProtocolVersion};
 
 /// `GET /__underpass__/api/v1/health`.
@@ -84,6 +85,31 @@ pub struct SessionBinding {
     pub mode: BindMode,
     /// *(underpass)* Host route, for an http expose with one.
     pub route: Option<String>,
+    /// *(underpass)* DATA bytes, streams of this binding.
+    #[serde(flatten)]
+    pub traffic: TrafficInfo,
+}
+
+/// *(underpass)* What a binding moved since it was made, as the server counts it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficInfo {
+    /// DATA bytes the server sent to the client on the binding's streams (visitor to app).
+    pub bytes_sent: u64,
+    /// DATA bytes the server received from the client on them (app to visitor).
+    pub bytes_received: u64,
+    /// Streams of the binding opened by either side.
+    pub streams_opened: u64,
+}
+
+impl From<BindTraffic> for TrafficInfo {
+    fn from(t: BindTraffic) -> Self {
+        Self {
+            bytes_sent: t.bytes_sent,
+            bytes_received: t.bytes_received,
+            streams_opened: t.streams_opened,
+        }
+    }
 }
 
 /// A session in `sessions`.
@@ -142,6 +168,9 @@ pub struct BindingInfo {
     pub session_id: String,
     /// *(underpass)* Host route, for an http expose with one.
     pub route: Option<String>,
+    /// *(underpass)* DATA bytes, streams of this binding.
+    #[serde(flatten)]
+    pub traffic: TrafficInfo,
 }
 
 /// `GET /__underpass__/api/v1/bindings`.
@@ -236,6 +265,7 @@ pub fn sessions(views: &[SessionView]) -> Sessions {
                     kind: b.kind,
                     mode: b.mode,
                     route: b.route.clone(),
+                    traffic: b.traffic.into(),
                 })
                 .collect(),
             carriers_active: s.carriers_alive(),
@@ -267,6 +297,7 @@ pub fn bindings(views: &[SessionView]) -> Bindings {
                 port: b.container_port,
                 session_id: s.id.clone(),
                 route: b.route.clone(),
+                traffic: b.traffic.into(),
             })
         })
         .collect();

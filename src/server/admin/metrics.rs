@@ -1,11 +1,12 @@
 //! `GET /__underpass__/metrics`: Prometheus / OpenMetrics text, gathered on each scrape from the
-//! session table (no counters on the data path).
+//! session table (no metric registry on the data path).
 //!
 //! Built with `prometheus-client`: a fresh registry per scrape holds the values read from the
 //! [`SessionView`]s, and the crate does the text format (escaping, `_total` suffixes, `# EOF`).
 //!
 //! The byte, stall and stream-open counters live in each session's mux, so they are exported per
-//! session (`{session="..."}`): each series only grows, and it vanishes when its session ends.
+//! session (`{session="..."}`), and per binding (`{session, bind_id, ...}`): each series only
+//! grows, and it vanishes when its session (or binding) ends.
 //! `sum(rate(underpass_bytes_sent_total[5m]))` is then the server's throughput; a plain sum
 //! over sessions would drop whenever a session ends and Prometheus would take that for a counter
 //! reset.
@@ -19,7 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use super::snapshot::SessionView;
+use super::snapshot::{BindingView, SessionView};
+use crate::mux::BindTraffic;
 use crate::proto::{BindKind, BindMode};
 use crate::server::counters::CountersSnapshot;
 
@@ -180,6 +182,34 @@ pub fn render(views: &[SessionView], facts: ServerFacts) -> String {
         per_session(|s| s.stats.streams_opened),
     );
 
+    // The same counters per binding; a series ends with its binding.
+    let per_binding = |pick: fn(&BindTraffic) -> u64| {
+        let family: Family<Labels, Counter> = Family::default();
+        for s in views {
+            for b in &s.bindings {
+                family
+                    .get_or_create(&binding_labels(&s.id, b))
+                    .inc_by(pick(&b.traffic));
+            }
+        }
+        family
+    };
+    registry.register(
+        "underpass_binding_bytes_sent",
+        "DATA bytes the server sent to the client on one binding's streams (visitor to app)",
+        per_binding(|t| t.bytes_sent),
+    );
+    registry.register(
+        "underpass_binding_bytes_received",
+        "DATA bytes the server received from the client on one binding's streams (app to visitor)",
+        per_binding(|t| t.bytes_received),
+    );
+    registry.register(
+        "underpass_binding_streams_opened",
+        "Streams of one binding opened by either side",
+        per_binding(|t| t.streams_opened),
+    );
+
     let rtt: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
     for s in views {
         for c in s.carriers.iter().filter(|c| c.alive) {
@@ -262,6 +292,19 @@ pub fn render(views: &[SessionView], facts: ServerFacts) -> String {
     out
 }
 
+/// Labels of one binding's series: its session and id, what it is, and where it listens
+/// (`route` empty for a port binding, `port` 0 for a route-only http expose).
+fn binding_labels(session: &str, b: &BindingView) -> Labels {
+    let mut labels = vec![
+        ("session", session.to_string()),
+        ("bind_id", b.bind_id.to_string()),
+    ];
+    labels.extend(kind_mode(b.kind, b.mode));
+    labels.push(("route", b.route.clone().unwrap_or_default()));
+    labels.push(("port", b.container_port.to_string()));
+    labels
+}
+
 fn kind_mode(kind: BindKind, mode: BindMode) -> Labels {
     vec![
         ("kind", kind_name(kind).to_string()),
@@ -274,7 +317,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::mux::MuxStats;
+    use crate::mux::{BindTraffic, MuxStats};
     use crate::proto::ProtocolVersion;
     use crate::server::admin::snapshot::{BindingView, CarrierView};
 
@@ -310,6 +353,11 @@ mod tests {
                 mode: BindMode::Pull,
                 container_port: 15432,
                 route: None,
+                traffic: BindTraffic {
+                    bytes_sent: 40,
+                    bytes_received: 6,
+                    streams_opened: 2,
+                },
             }],
             parked: false,
         }
@@ -349,6 +397,9 @@ mod tests {
             "underpass_flow_control_stalls_total{session=\"s_abc\"} 1",
             "underpass_streams_opened_total{session=\"s_abc\"} 5",
             "underpass_carrier_rtt_seconds{session=\"s_abc\",carrier=\"0\"} 0.002",
+            "underpass_binding_bytes_sent_total{session=\"s_abc\",bind_id=\"1\",kind=\"tcp\",mode=\"pull\",route=\"\",port=\"15432\"} 40",
+            "underpass_binding_bytes_received_total{session=\"s_abc\",bind_id=\"1\",kind=\"tcp\",mode=\"pull\",route=\"\",port=\"15432\"} 6",
+            "underpass_binding_streams_opened_total{session=\"s_abc\",bind_id=\"1\",kind=\"tcp\",mode=\"pull\",route=\"\",port=\"15432\"} 2",
             "underpass_build_info{version=\"",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::mux::MuxStats;
+use crate::mux::{BindTraffic, MuxStats};
 use crate::proto::{BindId, BindKind, BindMode, ProtocolVersion};
 use crate::server::state::ServerState;
 
@@ -22,6 +22,8 @@ pub struct BindingView {
     pub container_port: u16,
     /// Host route, for an http expose with one.
     pub route: Option<String>,
+    /// Bytes and streams of this binding since it was made.
+    pub traffic: BindTraffic,
 }
 
 /// One carrier slot of a session.
@@ -75,21 +77,23 @@ pub fn sessions(state: &ServerState) -> Vec<SessionView> {
         .into_iter()
         .map(|entry| {
             // One short lock of the mux state for every number it holds.
-            let (active_streams, max_streams, carriers, stats) = entry.session().inspect(|st| {
-                let carriers = (0..st.carrier_count())
-                    .map(|index| CarrierView {
-                        index,
-                        alive: st.carrier_alive(index),
-                        rtt: st.rtt(index),
-                    })
-                    .collect();
-                (
-                    st.stream_count(),
-                    st.config().max_streams,
-                    carriers,
-                    st.stats().clone(),
-                )
-            });
+            let (active_streams, max_streams, carriers, stats, traffic) =
+                entry.session().inspect(|st| {
+                    let carriers = (0..st.carrier_count())
+                        .map(|index| CarrierView {
+                            index,
+                            alive: st.carrier_alive(index),
+                            rtt: st.rtt(index),
+                        })
+                        .collect();
+                    (
+                        st.stream_count(),
+                        st.config().max_streams,
+                        carriers,
+                        st.stats().clone(),
+                        st.traffic_by_binding().clone(),
+                    )
+                });
             let mut bindings: Vec<BindingView> = entry
                 .bindings()
                 .values()
@@ -99,6 +103,7 @@ pub fn sessions(state: &ServerState) -> Vec<SessionView> {
                     mode: b.mode,
                     container_port: b.container_port,
                     route: b.route.clone(),
+                    traffic: traffic.get(b.bind_id),
                 })
                 .collect();
             bindings.sort_by_key(|b| b.bind_id);
