@@ -86,6 +86,10 @@ pub struct ServerArgs {
     /// closed after it too.
     #[arg(long, default_value = "30", value_parser = parse::seconds)]
     pub header_timeout: Duration,
+    /// Seconds a stream (a TCP connection, a request, a WebSocket) may move nothing either way
+    /// before it is closed (0: never).
+    #[arg(long, visible_alias = "idle-timeout", default_value = "300", value_parser = parse::seconds)]
+    pub idle_stream_timeout: Duration,
     /// Accepted connections at once before new ones get 503 (default: the open-file limit
     /// minus 64).
     #[arg(long)]
@@ -146,6 +150,7 @@ impl ServerArgs {
             pong_timeout: self.pong_timeout,
             response_timeout: self.response_timeout,
             header_timeout: self.header_timeout,
+            idle_stream_timeout: self.idle_stream_timeout,
             resume_grace: self.resume_grace,
             fd_budget: self.fd_budget,
             ..Limits::default()

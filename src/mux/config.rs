@@ -49,6 +49,9 @@ pub struct MuxConfig {
     pub pong_timeout: Duration,
     /// Most control frames (BIND, ...) waiting for the owner before the peer counts as flooding.
     pub max_pending_events: usize,
+    /// Reset a stream (IDLE_TIMEOUT) that moved nothing either way for this long; `None`: never.
+    /// The server sets it; one end enforcing it is enough, the RESET ends both.
+    pub idle_stream_timeout: Option<Duration>,
 }
 
 impl MuxConfig {
@@ -62,6 +65,7 @@ impl MuxConfig {
             ping_after: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(60),
             max_pending_events: 1024,
+            idle_stream_timeout: None,
         }
     }
 }

@@ -71,8 +71,12 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Starts a session over its first carrier (index 0). Must be called inside a tokio runtime.
     pub fn start(cfg: MuxConfig, carrier0: Carrier) -> Self {
-        let tick = (cfg.ping_after.min(cfg.pong_timeout) / 4)
-            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let tick = (cfg
+            .ping_after
+            .min(cfg.pong_timeout)
+            .min(cfg.idle_stream_timeout.unwrap_or(Duration::MAX))
+            / 4)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1));
         let (closed_tx, _) = watch::channel(false);
         let session = Self {
             shared: Arc::new(Shared {

@@ -79,6 +79,7 @@ impl MuxState {
             Frame::ResponseHead { stream_id, head } => {
                 if let Some(slot) = self.streams.get_mut(&stream_id) {
                     if slot.reset.is_none() && slot.handles > 0 {
+                        slot.activity.touch();
                         slot.inbound.push_back(Inbound::Head(head));
                         slot.wake_all();
                     }
@@ -167,6 +168,7 @@ impl MuxState {
             return Ok(());
         }
         self.bind_traffic.entry(slot.bind_id).bytes_received += len as u64;
+        slot.activity.touch();
         if !slot.recv_window.receive(len) {
             self.consume_session(len);
             self.reset_stream(id, ErrorCode::FLOW_CONTROL, "stream credit exceeded");

@@ -11,6 +11,7 @@ mod config;
 mod driver;
 mod error;
 mod flow;
+mod idle;
 mod inbound;
 mod outbox;
 mod state;

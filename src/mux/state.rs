@@ -242,8 +242,10 @@ impl MuxState {
         nonce
     }
 
-    /// Keepalive: pings idle carriers and returns the carriers whose pong is overdue.
+    /// Keepalive: pings idle carriers, resets idle streams, and returns the carriers whose pong
+    /// is overdue.
     pub fn keepalive(&mut self, now: Instant) -> Vec<usize> {
+        self.reset_idle_streams(now);
         let mut dead = Vec::new();
         let mut to_ping = Vec::new();
         for (i, c) in self.carriers.iter().enumerate().filter(|(_, c)| c.alive) {

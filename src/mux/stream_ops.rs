@@ -78,7 +78,7 @@ impl MuxState {
 
     /// Queues a STREAM_RESPONSE_HEAD on a stream.
     pub fn send_head(&mut self, id: u32, head: &ResponseHead) -> Result<(), MuxError> {
-        self.writable_slot(id)?;
+        self.writable_slot(id)?.activity.touch();
         let frame = Self::encode(&Frame::ResponseHead {
             stream_id: id,
             head: head.clone(),
@@ -129,6 +129,7 @@ impl MuxState {
             return Ok(());
         }
         slot.send_credit.spend(len);
+        slot.activity.touch();
         self.send_credit.spend(len);
         self.push_stream_frame(
             id,

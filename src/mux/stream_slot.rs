@@ -7,6 +7,7 @@ use std::task::Waker;
 use bytes::Bytes;
 
 use super::flow::{RecvWindow, SendCredit};
+use super::idle::Activity;
 use super::outbox::OutFrame;
 use crate::proto::{ErrorCode, ResponseHead};
 
@@ -64,6 +65,8 @@ pub struct StreamSlot {
     /// Binding the stream serves (from its STREAM_OPEN), so a binding's streams can be reset
     /// together when it is unbound or taken over.
     pub bind_id: u32,
+    /// Traffic seen since the last idle sweep.
+    pub activity: Activity,
 }
 
 impl StreamSlot {
@@ -84,6 +87,7 @@ impl StreamSlot {
             reset: None,
             handles: 1,
             bind_id,
+            activity: Activity::default(),
         }
     }
 

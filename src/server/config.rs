@@ -38,6 +38,8 @@ pub struct Limits {
     /// first byte or, on a kept-alive connection, from the end of the previous answer. Slow
     /// (slowloris) and idle connections are closed after it, so they cannot pin descriptors.
     pub header_timeout: Duration,
+    /// A stream that moves nothing either way this long is reset with IDLE_TIMEOUT (0: never).
+    pub idle_stream_timeout: Duration,
     /// Accepted connections at once (the file-descriptor budget); `None`: the open-file limit
     /// minus a reserve.
     pub fd_budget: Option<usize>,
@@ -59,6 +61,7 @@ impl Default for Limits {
             resume_grace: Duration::from_secs(60),
             response_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
+            idle_stream_timeout: Duration::from_secs(300),
             fd_budget: None,
         }
     }

@@ -292,6 +292,7 @@ fn mux_config(state: &ServerState) -> MuxConfig {
         max_streams: l.max_streams_per_session,
         ping_after: l.ping_after,
         pong_timeout: l.pong_timeout,
+        idle_stream_timeout: (!l.idle_stream_timeout.is_zero()).then_some(l.idle_stream_timeout),
         ..MuxConfig::new(Role::Server)
     }
 }

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use std::task::Poll;
+use std::time::Duration;
 
 use super::*;
 use crate::proto::{ErrorCode, Frame, StreamOpen};
@@ -174,4 +175,40 @@ fn going_away_keeps_running_streams_and_refuses_new_ones() {
             ..
         }
     )));
+}
+
+#[test]
+fn a_stream_quiet_for_the_idle_timeout_is_reset_and_a_busy_one_is_not() {
+    const IDLE: Duration = Duration::from_secs(10);
+    let mut p = Pair::new();
+    p.server = MuxState::new(
+        MuxConfig {
+            idle_stream_timeout: Some(IDLE),
+            ..cfg(Role::Server)
+        },
+        p.now,
+    );
+    let quiet = open_tcp(&mut p);
+    let busy = open_tcp(&mut p);
+    let t0 = p.now;
+    // Sweeps every 4 s for 20 s; `busy` sends a byte before each one.
+    for step in 1..=5u32 {
+        p.server.push_data(busy, Bytes::from_static(b".")).unwrap();
+        p.server.keepalive(t0 + Duration::from_secs(4) * step);
+        p.pump().unwrap();
+        let quiet_reset = p.to_client.iter().any(|f| {
+            matches!(f, Frame::Reset { stream_id, code, .. }
+                if *stream_id == quiet && *code == ErrorCode::IDLE_TIMEOUT)
+        });
+        // The first sweep (4 s) starts the quiet clock; 16 s is the first sweep 10 s after it.
+        assert_eq!(quiet_reset, step >= 4, "step {step}");
+    }
+    assert!(matches!(
+        p.client.poll_recv(quiet, 100, &mut cx()),
+        Poll::Ready(RecvItem::Reset(ErrorCode::IDLE_TIMEOUT, _))
+    ));
+    assert!(!p
+        .to_client
+        .iter()
+        .any(|f| matches!(f, Frame::Reset { stream_id, .. } if *stream_id == busy)));
 }
