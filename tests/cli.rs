@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{get, get_live, next_chunk, unused_addr, within, ws_handshake};
+use common::{get, get_live, next_chunk, unused_addr, within, ws_handshake, TOKEN};
 use futures_util::{SinkExt, StreamExt};
 use http::{Response, StatusCode};
 use http_body_util::Full;
@@ -471,4 +471,64 @@ async fn skill_install_writes_the_reference_and_refuses_to_overwrite() {
     .unwrap();
     assert!(forced.status.success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn bench_measures_a_running_server() {
+    let (_server, addr) = server(&["--token", TOKEN], &[]).await;
+    let url = format!("ws://{addr}");
+    let bench = [
+        "bench",
+        "--server",
+        &url,
+        "--transport",
+        "ws",
+        "--bytes",
+        "1MiB",
+        "--requests",
+        "50",
+        "--json",
+    ];
+    let out = within(60, command(&bench, &[("UNDERPASS_TOKEN", TOKEN)]).output())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["server"], url.as_str());
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "only ws, and no in-process direct row: {report}"
+    );
+    let ws = &rows[0];
+    assert_eq!(ws["path"], "ws");
+    assert_eq!(ws["carriers"], 1);
+    assert_eq!(ws["http_errors"], 0, "{ws}");
+    for figure in [
+        "single_stream_mib_s",
+        "multi_stream_mib_s",
+        "requests_per_sec",
+    ] {
+        assert!(ws[figure].as_f64().unwrap() > 0.0, "{figure}: {ws}");
+    }
+
+    // A WebSocket server cannot be measured over QUIC, and the token is required.
+    let err = run_failing(
+        &[
+            "bench",
+            "--server",
+            &url,
+            "--transport",
+            "quic",
+            "--token",
+            TOKEN,
+        ],
+        &[],
+    )
+    .await;
+    assert!(err.contains("quic needs --server quic://"), "{err}");
+    let err = run_failing(&["bench", "--server", &url], &[]).await;
+    assert!(err.contains("a token is required"), "{err}");
 }

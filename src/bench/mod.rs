@@ -1,7 +1,8 @@
 //! `underpass bench`: a server, a client session per transport, a TCP sink and a small HTTP app,
 //! all in this process on loopback, measuring what DESIGN.md section 8 lists (bulk throughput
 //! of 1 and of N streams, HTTP request rate and p50/p99 latency, RTT, CPU seconds per GiB) for
-//! each transport, next to a direct run without the tunnel so the overhead shows.
+//! each transport, next to a direct run without the tunnel so the overhead shows. With a
+//! [`RemoteServer`] the server is a real one elsewhere and everything else stays here.
 //!
 //! Every figure comes from a measurement of this run; nothing is estimated or filled in.
 
@@ -9,6 +10,7 @@ mod app;
 mod bulk;
 mod cpu;
 mod load;
+mod remote;
 mod report;
 mod rtt;
 mod sink;
@@ -17,10 +19,11 @@ mod transport;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use remote::{url_host, RemoteServer};
 pub use report::{BenchReport, BenchRow};
 pub use transport::BenchTransport;
 
-use crate::client::{ClientSession, HttpExpose};
+use crate::client::{ClientOptions, ClientSession, HttpExpose};
 use crate::http::edge::token::generate_token;
 use crate::mux::Session;
 use crate::server::{Server, ServerConfig};
@@ -51,6 +54,9 @@ pub struct BenchOptions {
     pub parallel_streams: u32,
     /// Concurrent HTTP workers, each with its own keep-alive connection.
     pub http_workers: u32,
+    /// Measure against this server instead of one started in this process (`transports` is
+    /// then unused: the remote's paths say what to measure).
+    pub remote: Option<RemoteServer>,
 }
 
 impl Default for BenchOptions {
@@ -62,6 +68,7 @@ impl Default for BenchOptions {
             json: false,
             parallel_streams: 8,
             http_workers: 16,
+            remote: None,
         }
     }
 }
@@ -86,9 +93,18 @@ impl BenchOptions {
     }
 }
 
-/// Runs the whole bench in this process on loopback and returns the figures.
+/// Runs the whole bench and returns the figures: in this process on loopback, or against
+/// `opts.remote`.
 pub async fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
     opts.validate()?;
+    if let Some(remote) = &opts.remote {
+        if remote.paths.is_empty() {
+            return Err("nothing to measure against the given server".into());
+        }
+        let mut report = measure_all(opts, &remote.paths, &remote.host, false).await?;
+        report.server = Some(remote.url.clone());
+        return Ok(report);
+    }
     let mut transports = opts.transports.clone();
     // Keep the first occurrence of each, in the order asked for.
     let mut seen = std::collections::HashSet::new();
@@ -102,17 +118,24 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
     let server = Server::start(cfg)
         .await
         .map_err(|e| format!("cannot start the bench server: {e}"))?;
-    let result = run_with(opts, &transports, &server, &token).await;
+    let paths: Vec<(String, ClientOptions)> = transports
+        .iter()
+        .map(|t| (t.name().to_string(), t.client_options(&server, &token)))
+        .collect();
+    let host = server.local_addr().ip().to_string();
+    let result = measure_all(opts, &paths, &host, true).await;
     // Shut down on failure too, so an embedding caller is not left with a running server.
     server.shutdown().await;
     result
 }
 
-async fn run_with(
+/// Measures the direct baseline (when asked) and then each path; `public_host` is where the
+/// server's dedicated ports are reached.
+async fn measure_all(
     opts: &BenchOptions,
-    transports: &[BenchTransport],
-    server: &Server,
-    token: &str,
+    paths: &[(String, ClientOptions)],
+    public_host: &str,
+    direct: bool,
 ) -> Result<BenchReport, String> {
     let sink = Sink::start()
         .await
@@ -120,21 +143,20 @@ async fn run_with(
     let app = App::start()
         .await
         .map_err(|e| format!("cannot start the HTTP app: {e}"))?;
-    let mut rows = Vec::with_capacity(transports.len() + 1);
+    let mut rows = Vec::with_capacity(paths.len() + 1);
 
-    tracing::info!("bench: direct (no tunnel)");
-    rows.push(measure(opts, "direct", sink.addr(), app.addr(), &sink, None).await?);
+    if direct {
+        tracing::info!("bench: direct (no tunnel)");
+        rows.push(measure(opts, "direct", sink.addr(), app.addr(), &sink, None).await?);
+    }
 
-    for t in transports {
-        tracing::info!("bench: {t}");
-        let client = tokio::time::timeout(
-            SETUP_TIMEOUT,
-            ClientSession::connect(&t.client_options(server, token)),
-        )
-        .await
-        .map_err(|_| format!("{t}: the client did not connect in time"))?
-        .map_err(|e| format!("{t}: cannot connect: {e}"))?;
-        let row = measure_tunnel(opts, t.name(), server, &client, &sink, &app).await;
+    for (name, options) in paths {
+        tracing::info!("bench: {name}");
+        let client = tokio::time::timeout(SETUP_TIMEOUT, ClientSession::connect(options))
+            .await
+            .map_err(|_| format!("{name}: the client did not connect in time"))?
+            .map_err(|e| format!("{name}: cannot connect: {e}"))?;
+        let row = measure_tunnel(opts, name, public_host, &client, &sink, &app).await;
         client.close();
         rows.push(row?);
     }
@@ -146,6 +168,7 @@ async fn run_with(
         parallel_streams: opts.parallel_streams,
         requests: opts.requests,
         http_workers: opts.http_workers,
+        server: None,
         rows,
     })
 }
@@ -155,7 +178,7 @@ async fn run_with(
 async fn measure_tunnel(
     opts: &BenchOptions,
     name: &str,
-    server: &Server,
+    public_host: &str,
     client: &ClientSession,
     sink: &Sink,
     app: &App,
@@ -170,18 +193,10 @@ async fn measure_tunnel(
     .await
     .map_err(|_| format!("{name}: binding the exposes timed out"))?
     .map_err(|e| format!("{name}: cannot bind: {e}"))?;
-    // The public ports listen on the server's (loopback) address.
-    let public = |port| SocketAddr::new(server.local_addr().ip(), port);
+    let tcp_target = remote::public_addr(public_host, tcp.container_port()).await?;
+    let http_target = remote::public_addr(public_host, http.container_port()).await?;
     let mux = client.mux();
-    let row = measure(
-        opts,
-        name,
-        public(tcp.container_port()),
-        public(http.container_port()),
-        sink,
-        Some(&mux),
-    )
-    .await;
+    let row = measure(opts, name, tcp_target, http_target, sink, Some(&mux)).await;
     drop((tcp, http));
     row
 }

@@ -66,6 +66,8 @@ pub struct BenchReport {
     pub requests: u32,
     /// Concurrent HTTP workers.
     pub http_workers: u32,
+    /// The server measured against, when it was not started in this process.
+    pub server: Option<String>,
     /// Direct baseline first, then one row per transport.
     pub rows: Vec<BenchRow>,
 }
@@ -86,9 +88,13 @@ fn size(bytes: u64) -> String {
 
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let place = match &self.server {
+            Some(url) => format!("against {url}"),
+            None => "on loopback".to_string(),
+        };
         writeln!(
             f,
-            "underpass {} bench on loopback, {} cores: {} per bulk run, {} HTTP requests from {} \
+            "underpass {} bench {place}, {} cores: {} per bulk run, {} HTTP requests from {} \
              workers",
             self.version,
             self.cores,
@@ -123,11 +129,19 @@ impl fmt::Display for BenchReport {
             )?;
         }
         writeln!(f)?;
-        writeln!(
-            f,
-            "CPU s/GiB: user + system CPU of this whole process (load generator, server, client \
-             and sink together) during both bulk runs, per GiB delivered."
-        )?;
+        if self.server.is_some() {
+            writeln!(
+                f,
+                "CPU s/GiB: user + system CPU of this process (load generator, client and sink; \
+                 not the server) during both bulk runs, per GiB delivered."
+            )?;
+        } else {
+            writeln!(
+                f,
+                "CPU s/GiB: user + system CPU of this whole process (load generator, server, \
+                 client and sink together) during both bulk runs, per GiB delivered."
+            )?;
+        }
         if self
             .rows
             .iter()

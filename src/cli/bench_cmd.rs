@@ -1,9 +1,11 @@
-//! `underpass bench`: measure the tunnel on this machine (see [`crate::bench`]).
+//! `underpass bench`: measure the tunnel on this machine, or against a given server (see
+//! [`crate::bench`]).
 
 use clap::Args;
 
+use super::client_args::{self, ClientArgs};
 use super::parse;
-use crate::bench::{self, BenchOptions, BenchTransport};
+use crate::bench::{self, BenchOptions, BenchTransport, RemoteServer};
 
 /// A `--transport` value: one transport, or all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,25 @@ pub struct BenchArgs {
     /// Print the report as JSON instead of a markdown table.
     #[arg(long)]
     pub json: bool,
+    /// Measure against this running server instead of one started in this process: a ws://,
+    /// wss://, http:// or https:// URL measures ws and ws-striped, a quic:// URL measures quic.
+    /// The server's dedicated ports (--expose-ports) must be reachable from here.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Token of the server given with --server.
+    #[arg(
+        long,
+        env = "UNDERPASS_TOKEN",
+        hide_env_values = true,
+        requires = "server"
+    )]
+    pub token: Option<String>,
+    /// QUIC: trust exactly the server certificate with this SHA-256.
+    #[arg(long, requires = "server")]
+    pub server_cert_sha256: Option<String>,
+    /// QUIC: trust server certificates issued by the CA certificates in this PEM file.
+    #[arg(long, requires = "server")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 fn bulk_bytes(s: &str) -> Result<u64, String> {
@@ -57,7 +78,7 @@ fn bulk_bytes(s: &str) -> Result<u64, String> {
 }
 
 impl BenchArgs {
-    fn options(&self) -> BenchOptions {
+    fn options(&self) -> Result<BenchOptions, String> {
         let mut transports = Vec::new();
         for choice in &self.transports {
             match choice {
@@ -65,19 +86,69 @@ impl BenchArgs {
                 TransportChoice::One(t) => transports.push(*t),
             }
         }
-        BenchOptions {
+        let remote = match &self.server {
+            Some(url) => Some(self.remote(url, &transports)?),
+            None => None,
+        };
+        Ok(BenchOptions {
             transports,
             bytes: self.bytes,
             requests: self.requests,
             json: self.json,
+            remote,
             ..BenchOptions::default()
+        })
+    }
+
+    /// The paths to measure against `url`: those of `transports` its scheme can carry.
+    fn remote(&self, url: &str, transports: &[BenchTransport]) -> Result<RemoteServer, String> {
+        let host = bench::url_host(url)
+            .ok_or_else(|| format!("--server needs a URL with a host, got '{url}'"))?;
+        let quic = url.starts_with("quic://");
+        let mut paths = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for t in transports.iter().filter(|t| seen.insert(**t)) {
+            let connections = match (t, quic) {
+                (BenchTransport::Ws1, false) => 1,
+                (BenchTransport::Ws4, false) => 4,
+                #[cfg(feature = "quic")]
+                (BenchTransport::Quic, true) => 4,
+                _ => continue,
+            };
+            let args = ClientArgs {
+                server: url.to_string(),
+                token: self.token.clone(),
+                connections,
+                transport: if quic {
+                    client_args::TransportChoice::Quic
+                } else {
+                    client_args::TransportChoice::Ws
+                },
+                server_cert_sha256: self.server_cert_sha256.clone(),
+                ca: self.ca.clone(),
+            };
+            paths.push((t.name().to_string(), args.options()?));
         }
+        if paths.is_empty() {
+            return Err(if quic {
+                "a quic:// server measures --transport quic only".to_string()
+            } else {
+                "a ws/wss/http/https server measures --transport ws or ws-striped; quic needs \
+                 --server quic://HOST:PORT"
+                    .to_string()
+            });
+        }
+        Ok(RemoteServer {
+            host,
+            url: url.to_string(),
+            paths,
+        })
     }
 }
 
 /// Runs the bench and prints the report on stdout (progress goes to the log on stderr).
 pub async fn run(args: BenchArgs) -> Result<(), String> {
-    let opts = args.options();
+    let opts = args.options()?;
     let report = bench::run(&opts).await?;
     if opts.json {
         let text = serde_json::to_string_pretty(&report)
