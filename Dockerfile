@@ -1,5 +1,6 @@
 # Build: docker build -t underpass .
-FROM rust:1-slim AS build
+# The build and run images share a Debian release, so the binary finds the glibc it was linked against.
+FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked && strip target/release/underpass
