@@ -49,6 +49,10 @@ pub struct MuxConfig {
     pub pong_timeout: Duration,
     /// Most control frames (BIND, ...) waiting for the owner before the peer counts as flooding.
     pub max_pending_events: usize,
+    /// Most frames waiting in one carrier's priority queue (PONG, RESET, WINDOW, ...). A peer
+    /// that keeps provoking answers (PING, bad STREAM_OPEN) without reading them would grow it
+    /// without end; past this it counts as flooding.
+    pub max_queued_control: usize,
     /// Reset a stream (IDLE_TIMEOUT) that moved nothing either way for this long; `None`: never.
     /// The server sets it; one end enforcing it is enough, the RESET ends both.
     pub idle_stream_timeout: Option<Duration>,
@@ -65,6 +69,7 @@ impl MuxConfig {
             ping_after: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(60),
             max_pending_events: 1024,
+            max_queued_control: 4096,
             idle_stream_timeout: None,
         }
     }

@@ -18,6 +18,17 @@ impl MuxState {
         frame: Frame,
         now: Instant,
     ) -> Result<(), MuxError> {
+        self.apply_frame(carrier, frame, now)?;
+        if std::mem::take(&mut self.control_backlog) {
+            return Err(MuxError::Flood(format!(
+                "more than {} control frames waiting for the peer to read them",
+                self.cfg.max_queued_control
+            )));
+        }
+        Ok(())
+    }
+
+    fn apply_frame(&mut self, carrier: usize, frame: Frame, now: Instant) -> Result<(), MuxError> {
         if let Some(c) = self.carriers.get_mut(carrier) {
             c.last_recv = now;
         }

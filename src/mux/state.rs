@@ -65,6 +65,9 @@ pub struct MuxState {
     next_ping_nonce: u64,
     pub(super) stats: MuxStats,
     pub(super) bind_traffic: TrafficByBinding,
+    /// A carrier's priority queue outgrew `max_queued_control`: the peer asks for answers
+    /// faster than it reads them.
+    pub(super) control_backlog: bool,
 }
 
 impl MuxState {
@@ -87,6 +90,7 @@ impl MuxState {
             next_ping_nonce: 1,
             stats: MuxStats::default(),
             bind_traffic: TrafficByBinding::default(),
+            control_backlog: false,
         }
     }
 
@@ -194,6 +198,9 @@ impl MuxState {
         if let Some(c) = self.carriers.get_mut(carrier).filter(|c| c.alive) {
             c.priority.push_back(OutFrame::Encoded(bytes));
             c.wake_writer();
+            if c.priority.len() > self.cfg.max_queued_control {
+                self.control_backlog = true;
+            }
         }
     }
 

@@ -290,6 +290,8 @@ fn mux_config(state: &ServerState) -> MuxConfig {
         stream_window: l.stream_window,
         session_window: l.session_window,
         max_streams: l.max_streams_per_session,
+        // Each stream may legitimately owe a WINDOW or two and a RESET at once.
+        max_queued_control: l.max_streams_per_session.saturating_mul(4).max(4096),
         ping_after: l.ping_after,
         pong_timeout: l.pong_timeout,
         idle_stream_timeout: (!l.idle_stream_timeout.is_zero()).then_some(l.idle_stream_timeout),

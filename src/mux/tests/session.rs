@@ -180,3 +180,28 @@ fn control_flood_is_refused() {
         ErrorCode::ENHANCE_YOUR_CALM
     );
 }
+
+#[test]
+fn a_ping_flood_that_never_reads_its_pongs_is_refused() {
+    let queued = 100;
+    let mut st = MuxState::new(
+        MuxConfig {
+            max_queued_control: queued,
+            ..cfg(Role::Server)
+        },
+        Instant::now(),
+    );
+    let now = Instant::now();
+    // A peer that reads its answers may ping as often as it likes.
+    for nonce in 0..10 * queued as u64 {
+        st.handle_frame(0, Frame::Ping(nonce), now).unwrap();
+        outgoing(&mut st);
+    }
+    for nonce in 0..queued as u64 {
+        st.handle_frame(0, Frame::Ping(nonce), now).unwrap();
+    }
+    assert_eq!(
+        st.handle_frame(0, Frame::Ping(0), now).unwrap_err().code(),
+        ErrorCode::ENHANCE_YOUR_CALM
+    );
+}
