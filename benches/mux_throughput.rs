@@ -5,6 +5,8 @@
 //! * loopback WebSocket carriers, 1 carrier (protocol v1) and 4 striped carriers (v2), through a
 //!   real `Server` and `connect_session`, as `tests/core_striping.rs` does.
 //!
+//! The bench uses the binary's allocator (mimalloc), so the figures match what `underpass` does.
+//!
 //! Run with `cargo bench --bench mux_throughput`. Sample counts and times are kept small so the
 //! whole run stays within a few minutes on a 2-core machine; the figures are for comparing
 //! setups on one machine, not absolute.
@@ -23,6 +25,9 @@ use underpass::mux::{MuxConfig, Role, Session, SessionEvent};
 use underpass::proto::StreamOpen;
 use underpass::server::{Server, ServerConfig};
 use underpass_transports::mem;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Bytes moved per iteration, split evenly over the streams of that iteration.
 const BYTES_PER_ITER: usize = 64 << 20;
