@@ -18,8 +18,10 @@ impl MuxState {
         frame: Frame,
         now: Instant,
     ) -> Result<(), MuxError> {
+        // Only a backlog this frame's answers caused counts against the peer.
+        self.control_backlog = false;
         self.apply_frame(carrier, frame, now)?;
-        if std::mem::take(&mut self.control_backlog) {
+        if self.control_backlog {
             return Err(MuxError::Flood(format!(
                 "more than {} control frames waiting for the peer to read them",
                 self.cfg.max_queued_control

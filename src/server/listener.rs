@@ -99,8 +99,8 @@ async fn serve_connection(
     peer: SocketAddr,
     kind: ListenerKind,
 ) {
-    // Each request carries the connection's interim writer so the proxy can relay 1xx heads.
     let header_timeout = state.config.limits.header_timeout;
+    // Each request carries the connection's interim writer so the proxy can relay 1xx heads.
     let (io, interim) = InterimIo::new(tcp);
     let svc = service_fn(move |mut req: Request<Incoming>| {
         let state = state.clone();
