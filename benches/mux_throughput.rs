@@ -2,6 +2,8 @@
 //! chunks and read with `recv_chunk`, over 1 stream and over 8 parallel streams, on
 //!
 //! * in-memory carriers (`mem::pair`): the mux alone, no sockets or framing below it;
+//! * the same with 10 ms of one-way delay (20 ms round trip): what the flow-control windows
+//!   allow on a long path, where one stream can have at most its window in flight;
 //! * loopback WebSocket carriers, 1 carrier (protocol v1) and 4 striped carriers (v2), through a
 //!   real `Server` and `connect_session`, as `tests/core_striping.rs` does.
 //!
@@ -126,9 +128,9 @@ impl Link {
     }
 }
 
-/// Two sessions over an in-memory carrier pair.
-fn mem_link() -> Link {
-    let (a, b) = mem::pair();
+/// Two sessions over an in-memory carrier pair, `delay` each way.
+fn mem_link(delay: Option<Duration>) -> Link {
+    let (a, b, _) = mem::pair_with(mem::MemOptions { delay });
     let server = Session::start(MuxConfig::new(Role::Server), a);
     let client = Session::start(MuxConfig::new(Role::Client), b);
     Link::new(server, client, None)
@@ -206,8 +208,10 @@ fn bench_link(c: &mut Criterion, rt: &Runtime, name: &str, link: Link) {
 
 fn mux_throughput(c: &mut Criterion) {
     let rt = Runtime::new().expect("tokio runtime");
-    let mem = rt.block_on(async { mem_link() });
+    let mem = rt.block_on(async { mem_link(None) });
     bench_link(c, &rt, "mem", mem);
+    let far = rt.block_on(async { mem_link(Some(Duration::from_millis(10))) });
+    bench_link(c, &rt, "mem-20ms-rtt", far);
     let ws1 = rt.block_on(ws_link(1));
     bench_link(c, &rt, "ws-1-carrier", ws1);
     let ws4 = rt.block_on(ws_link(4));
