@@ -532,3 +532,20 @@ async fn bench_measures_a_running_server() {
     let err = run_failing(&["bench", "--server", &url], &[]).await;
     assert!(err.contains("a token is required"), "{err}");
 }
+
+#[tokio::test]
+async fn logs_to_a_pipe_carry_no_colour_codes() {
+    let mut p = spawn(
+        &["server", "--listen", "127.0.0.1:0", "--token", TOKEN],
+        &[("RUST_LOG", "info")],
+    );
+    let addr = p.expect_control().await;
+    // A proxied request logs a line of its own (a 404 here).
+    let _ = get_live(addr, "nobody.test", "/").await;
+    p.child.start_kill().unwrap();
+    let mut stderr = String::new();
+    let mut pipe = p.child.stderr.take().unwrap();
+    within(10, pipe.read_to_string(&mut stderr)).await.unwrap();
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "escape codes in {stderr:?}");
+}
