@@ -531,6 +531,26 @@ async fn bench_measures_a_running_server() {
     assert!(err.contains("quic needs --server quic://"), "{err}");
     let err = run_failing(&["bench", "--server", &url], &[]).await;
     assert!(err.contains("a token is required"), "{err}");
+
+    // Without --server an exported token is simply unused: the bench runs its own server.
+    let local = [
+        "bench",
+        "--transport",
+        "ws",
+        "--bytes",
+        "1MiB",
+        "--requests",
+        "20",
+        "--json",
+    ];
+    let out = within(60, command(&local, &[("UNDERPASS_TOKEN", TOKEN)]).output())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["server"], serde_json::Value::Null);
+    assert_eq!(report["rows"][0]["path"], "direct");
 }
 
 #[tokio::test]

@@ -57,13 +57,9 @@ pub struct BenchArgs {
     /// The server's dedicated ports (--expose-ports) must be reachable from here.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
-    /// Token of the server given with --server.
-    #[arg(
-        long,
-        env = "UNDERPASS_TOKEN",
-        hide_env_values = true,
-        requires = "server"
-    )]
+    /// Token of the server given with --server (unused without it, so an exported
+    /// UNDERPASS_TOKEN does not get in the way of a local run).
+    #[arg(long, env = "UNDERPASS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// QUIC: trust exactly the server certificate with this SHA-256.
     #[arg(long, requires = "server")]
