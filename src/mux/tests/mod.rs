@@ -2,6 +2,7 @@
 //! every message going through the real codec.
 
 mod flow;
+mod hostile_peer;
 mod lifecycle;
 mod session;
 
