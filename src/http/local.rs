@@ -98,7 +98,15 @@ async fn pump_response(send: &mut SendHalf, resp: Response<ProxyBody>) -> Status
         return status;
     }
     let mut body = resp.into_body();
-    while let Some(frame) = body.frame().await {
+    loop {
+        // A visitor that leaves resets the stream; an app that is between events (SSE, long
+        // poll) would otherwise hold the stream and its connection until it writes again.
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            () = send.closed() => return status,
+        };
+        let Some(frame) = frame else { break };
         match frame {
             Ok(frame) => {
                 if let Ok(data) = frame.into_data() {

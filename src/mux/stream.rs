@@ -190,6 +190,13 @@ impl SendHalf {
     pub fn reset(&mut self, code: ErrorCode, reason: &str) {
         self.shared.lock().reset_stream(self.id, code, reason)
     }
+
+    /// Resolves once the stream was reset or the session ended: nothing sent from now on would
+    /// arrive. Race it against a slow source so the source is dropped when the reader leaves.
+    /// Not meant to be awaited while a [`send`](Self::send) of the same half is pending.
+    pub async fn closed(&mut self) {
+        poll_fn(|cx| self.shared.lock().poll_send_closed(self.id, cx)).await
+    }
 }
 
 impl Drop for RecvHalf {

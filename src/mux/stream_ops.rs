@@ -141,6 +141,22 @@ impl MuxState {
         Ok(())
     }
 
+    /// Ready once nothing more can be sent on `id` because it was reset (by either side) or the
+    /// session ended; otherwise registers the writer's waker. A producer waiting on a slow
+    /// source (an SSE app between events) uses it to stop as soon as the other end is gone.
+    pub fn poll_send_closed(&mut self, id: u32, cx: &mut Context<'_>) -> Poll<()> {
+        if self.closed.is_some() {
+            return Poll::Ready(());
+        }
+        match self.streams.get_mut(&id) {
+            Some(slot) if slot.reset.is_none() => {
+                slot.write_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    }
+
     /// Half-closes our side: EOF after everything queued.
     pub fn close_write(&mut self, id: u32) -> Result<(), MuxError> {
         match self.writable_slot(id) {

@@ -212,3 +212,17 @@ fn a_stream_quiet_for_the_idle_timeout_is_reset_and_a_busy_one_is_not() {
         .iter()
         .any(|f| matches!(f, Frame::Reset { stream_id, .. } if *stream_id == busy)));
 }
+
+#[test]
+fn a_producer_learns_that_its_stream_was_reset() {
+    let mut p = Pair::new();
+    let id = open_tcp(&mut p);
+    assert!(p.client.poll_send_closed(id, &mut cx()).is_pending());
+    p.server.reset_stream(id, ErrorCode::CANCEL, "visitor left");
+    p.pump().unwrap();
+    assert!(p.client.poll_send_closed(id, &mut cx()).is_ready());
+    // After a session ends every stream counts as closed.
+    let other = open_tcp(&mut p);
+    p.client.close(ErrorCode::NO_ERROR, "bye");
+    assert!(p.client.poll_send_closed(other, &mut cx()).is_ready());
+}
