@@ -1,7 +1,7 @@
 //! Nothing leaks: after visitors that finish, abort mid-upload, leave mid-stream, drop a
 //! WebSocket without a close frame, reset TCP connections or half-close them, every stream of
 //! the session is gone on both ends. A leaked stream would hold a slot of
-//! `--max-streams-per-session` for good.
+//! `--max-streams-per-session` for good, and the app connection behind it.
 
 mod common;
 
@@ -111,4 +111,32 @@ async fn every_way_a_visitor_can_leave_frees_its_stream_on_both_ends() {
         opened >= 45,
         "the visits above opened only {opened} streams"
     );
+}
+
+#[tokio::test]
+async fn an_app_that_never_answers_does_not_keep_the_stream_after_the_504() {
+    let server = server_with(|cfg| {
+        cfg.domain = Some(DOMAIN.into());
+        cfg.limits.response_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let client = client(&server).await;
+    let port = app(|_req| std::future::pending::<http::Response<AppBody>>()).await;
+    let _by_port = client.expose_http(port, &named("demo")).await.unwrap();
+    let _by_handler = client
+        .expose_handler(&named("handler"), |_req| std::future::pending())
+        .await
+        .unwrap();
+    for host in [DEMO_HOST, "handler.example.test"] {
+        let r = get(server.local_addr(), host, "/hang").await;
+        assert_eq!(r.status, http::StatusCode::GATEWAY_TIMEOUT, "{host}");
+    }
+    let server_side = server.sessions().pop().unwrap().1;
+    let client_side = client.mux();
+    within(10, async {
+        while open_streams(&server_side) + open_streams(&client_side) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }

@@ -92,6 +92,12 @@ async fn answer_with(send: &mut SendHalf, resp: Response<bytes::Bytes>) {
 }
 
 /// Streams a response (head, then body frames, then EOF) into the tunnel.
+/// Logged for a request whose visitor went away before the app answered (nginx's 499).
+const VISITOR_LEFT: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 async fn pump_response(send: &mut SendHalf, resp: Response<ProxyBody>) -> StatusCode {
     let status = resp.status();
     if send.send_head(&head_of(&resp, false)).is_err() {
@@ -213,6 +219,8 @@ async fn serve_port(stream: MuxStream, open: &StreamOpen, local: &LocalPort) -> 
                 let _ = send.send_head(&head);
             }
             answer = &mut request => break answer,
+            // The visitor left (or the server gave up with a 504): stop waiting for the app.
+            () = send.closed() => return VISITOR_LEFT,
         }
     };
     // Interim heads that raced the final one still go first.
@@ -320,6 +328,9 @@ async fn serve_handler(stream: MuxStream, open: &StreamOpen, handler: &Handler) 
         Ok(r) => r,
         Err(e) => return bad_request(&mut send, &e).await,
     };
-    let resp = handler(req).await;
+    let resp = tokio::select! {
+        resp = handler(req) => resp,
+        () = send.closed() => return VISITOR_LEFT,
+    };
     pump_response(&mut send, resp).await
 }
