@@ -182,3 +182,21 @@ async fn the_apps_100_continue_and_interim_hop_by_hop_headers_stay_behind() {
     assert!(!text.contains("100 Continue"), "{text}");
     assert!(!text.to_ascii_lowercase().contains("x-hop"), "{text}");
 }
+
+#[tokio::test]
+async fn an_endless_run_of_interim_heads_is_cut_at_sixteen() {
+    let flood: &'static [u8] = EARLY_HINTS.repeat(40).leak();
+    let server = domain_server().await;
+    let client = client(&server).await;
+    let _binding = client
+        .expose_http(interim_app(flood, None).await, &named("hints"))
+        .await
+        .unwrap();
+    let text = raw_visit(
+        &server,
+        b"GET / HTTP/1.1\r\nHost: hints.example.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(text.matches("HTTP/1.1 103 Early Hints").count(), 16, "{text}");
+    assert!(text.contains("HTTP/1.1 200 OK"), "{text}");
+}

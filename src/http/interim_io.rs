@@ -21,6 +21,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Interim heads relayed per request at most, at either end of the tunnel: neither an app nor a
+/// tunnel client can keep a stream busy with an endless run of 1xx answers.
+pub const MAX_INTERIM_HEADS: usize = 16;
+
 /// What became of an interim head handed to [`InterimWriter::send`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InterimOutcome {

@@ -16,6 +16,7 @@ use super::body::{MuxBody, ProxyBody};
 use super::edge::hop_by_hop::{strip_hop_by_hop, strip_hop_by_hop_keep_upgrade};
 use super::edge::visitor_error;
 use super::headers::{from_pairs, to_pairs};
+use super::interim_io::MAX_INTERIM_HEADS;
 use crate::mux::{MuxStream, SendHalf};
 use crate::proto::{ResponseHead, StreamOpen};
 
@@ -201,9 +202,14 @@ async fn serve_port(stream: MuxStream, open: &StreamOpen, local: &LocalPort) -> 
         Err(e) => return bad_request(&mut send, &e).await,
     };
     // Interim responses (103 Early Hints, ...) travel as `final: false` heads while the request
-    // is still waiting for its final answer.
+    // is still waiting for its final answer; an app that sends them without end is cut off.
     let (interim_tx, mut interim_rx) = tokio::sync::mpsc::unbounded_channel();
+    let interim_seen = std::sync::atomic::AtomicUsize::new(0);
     hyper::ext::on_informational(&mut req, move |res| {
+        let seen = interim_seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if seen >= MAX_INTERIM_HEADS {
+            return;
+        }
         let _ = interim_tx.send(ResponseHead {
             status: res.status().as_u16(),
             headers: to_pairs(res.headers()),

@@ -16,7 +16,7 @@ use super::edge::hop_by_hop::{strip_hop_by_hop, strip_hop_by_hop_keep_upgrade, w
 use super::edge::trusted_proxy::TrustedProxies;
 use super::edge::visitor_error;
 use super::headers::{from_pairs, to_pairs};
-use super::interim_io::{encode_interim_head, InterimOutcome, InterimWriter};
+use super::interim_io::{encode_interim_head, InterimOutcome, InterimWriter, MAX_INTERIM_HEADS};
 use crate::mux::{MuxError, SendHalf, Session};
 use crate::proto::{BindId, BindKind, ErrorCode, ResponseHead, StreamOpen};
 
@@ -47,10 +47,6 @@ pub struct Visitor<'a> {
 /// The interim writer of a public edge connection; the listener puts it in each request's
 /// extensions.
 pub type EdgeInterim = InterimWriter<tokio::net::TcpStream>;
-
-/// Interim heads relayed per request at most: a tunnel client cannot keep a visitor busy with
-/// an endless run of 1xx answers.
-const MAX_INTERIM_HEADS: usize = 16;
 
 fn into_proxy(resp: Response<bytes::Bytes>) -> Response<ProxyBody> {
     resp.map(full)
