@@ -11,7 +11,7 @@ use common::{get, get_live, next_chunk, unused_addr, within, ws_handshake, TOKEN
 use futures_util::{SinkExt, StreamExt};
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_underpass");
@@ -568,4 +568,57 @@ async fn logs_to_a_pipe_carry_no_colour_codes() {
     within(10, pipe.read_to_string(&mut stderr)).await.unwrap();
     assert!(stderr.contains("INFO"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "escape codes in {stderr:?}");
+}
+
+#[tokio::test]
+async fn tcp_with_a_proxy_protocol_header() {
+    let err = run_failing(
+        &["tcp", "22", "--proxy-protocol", "v3", "--token", "tok"],
+        &[],
+    )
+    .await;
+    assert!(err.contains("v3") && err.contains("v1 or v2"), "{err}");
+
+    let (_s, addr) = server(&["--token", "tok"], &[]).await;
+    // The service answers each connection with the first line it received: the header.
+    let service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = service.local_addr().unwrap().port().to_string();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = service.accept().await {
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(tcp);
+                let mut line = String::new();
+                if reader.read_line(&mut line).await.is_ok() {
+                    let _ = reader.get_mut().write_all(line.as_bytes()).await;
+                }
+            });
+        }
+    });
+    let url = format!("ws://{addr}");
+    let args = [
+        "tcp",
+        &port,
+        "--proxy-protocol",
+        "v1",
+        "--server",
+        &url,
+        "--token",
+        "tok",
+    ];
+    let mut tcp = spawn(&args, &[]);
+    let public: SocketAddr = tcp.expect_line("public: tcp://").await.parse().unwrap();
+    let visitor = tokio::net::TcpStream::connect(public).await.unwrap();
+    let me = visitor.local_addr().unwrap();
+    let mut line = String::new();
+    within(10, BufReader::new(visitor).read_line(&mut line))
+        .await
+        .unwrap();
+    assert_eq!(
+        line,
+        format!(
+            "PROXY TCP4 127.0.0.1 127.0.0.1 {} {}\r\n",
+            me.port(),
+            public.port()
+        )
+    );
 }

@@ -105,6 +105,8 @@ fn every_frame() -> Vec<Frame> {
                 target: Some("/x?y=1".into()),
                 headers: vec![("host".into(), "demo.example.com".into())],
                 is_upgrade: true,
+                visitor_addr: None,
+                server_addr: None,
             },
         },
         Frame::Data {
@@ -336,6 +338,8 @@ fn oversized_json_fails_to_encode() {
         target: Some("/".repeat(70_000)),
         headers: vec![],
         is_upgrade: false,
+        visitor_addr: None,
+        server_addr: None,
     };
     let mut out = BytesMut::new();
     assert!(matches!(
@@ -381,4 +385,35 @@ proptest! {
         m.put_slice(&payload);
         let _ = decode_message(&m.freeze());
     }
+}
+
+#[test]
+fn a_tcp_open_names_its_connection_only_when_known() {
+    let visitor: std::net::SocketAddr = "203.0.113.7:51000".parse().unwrap();
+    let server: std::net::SocketAddr = "10.0.0.2:2222".parse().unwrap();
+    let open = StreamOpen::tcp(4).from_connection(visitor, Some(server));
+    let mut out = BytesMut::new();
+    encode_frame(
+        &Frame::StreamOpen {
+            stream_id: 2,
+            open: open.clone(),
+        },
+        &mut out,
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out[9..]).unwrap();
+    assert_eq!(v["visitorAddr"], "203.0.113.7:51000");
+    assert_eq!(v["serverAddr"], "10.0.0.2:2222");
+    match &decode_message(&out.freeze()).unwrap()[0] {
+        Frame::StreamOpen { open: back, .. } => assert_eq!(back, &open),
+        other => panic!("{other:?}"),
+    }
+    // A plain open keeps the protocol's shape: no extension keys at all.
+    let mut out = BytesMut::new();
+    let plain = Frame::StreamOpen {
+        stream_id: 2,
+        open: StreamOpen::tcp(4),
+    };
+    encode_frame(&plain, &mut out).unwrap();
+    assert_eq!(&out[9..], br#"{"bindId":4,"kind":"tcp"}"#);
 }

@@ -311,7 +311,23 @@ async fn tcp_pull_echoed_by_hand_written_frames_with_eof_both_ways() {
         let sid = open.stream_id;
         assert!(sid >= 2 && sid % 2 == 0, "server streams are even: {sid}");
         let req = open.json();
-        assert_eq!(req, json!({"bindId": bind_id, "kind": "tcp"}));
+        assert_eq!(req["bindId"], bind_id);
+        assert_eq!(req["kind"], "tcp");
+        // Besides the protocol's fields only the marked underpass extensions, which name the
+        // connection (other clients ignore unknown keys).
+        let keys: Vec<&str> = req
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            ["bindId", "kind", "serverAddr", "visitorAddr"],
+            "{req}"
+        );
+        let visitor: std::net::SocketAddr = req["visitorAddr"].as_str().unwrap().parse().unwrap();
+        assert!(visitor.ip().is_loopback(), "{req}");
         // Echo every DATA back and return its credit, until the connector's EOF.
         let mut echoed = 0usize;
         loop {

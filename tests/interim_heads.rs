@@ -83,6 +83,8 @@ async fn a_103_from_the_app_reaches_the_server_before_the_final_head() {
         target: Some("/".into()),
         headers: vec![("host".into(), "hints.example.test".into())],
         is_upgrade: false,
+        visitor_addr: None,
+        server_addr: None,
     };
     let mut stream = server_side.open(&open).unwrap();
     stream.finish().unwrap();
@@ -197,6 +199,10 @@ async fn an_endless_run_of_interim_heads_is_cut_at_sixteen() {
         b"GET / HTTP/1.1\r\nHost: hints.example.test\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(text.matches("HTTP/1.1 103 Early Hints").count(), 16, "{text}");
+    assert_eq!(
+        text.matches("HTTP/1.1 103 Early Hints").count(),
+        16,
+        "{text}"
+    );
     assert!(text.contains("HTTP/1.1 200 OK"), "{text}");
 }

@@ -91,6 +91,9 @@ pub struct TcpEntry {
     /// Public server port (0 = any).
     #[serde(default)]
     pub remote_port: u16,
+    /// `"v1"` or `"v2"`: open each connection to the service with a PROXY protocol header.
+    #[serde(default)]
+    pub proxy_protocol: Option<crate::tcp::ProxyProtocol>,
 }
 
 /// One `[[pull]]` table.
@@ -241,7 +244,14 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
                 out.push(b);
             }
             for t in &file.tcp {
-                let b = session.expose_tcp(t.port, t.remote_port).await?;
+                let b = match t.proxy_protocol {
+                    Some(v) => {
+                        session
+                            .expose_tcp_with_proxy_protocol(t.port, t.remote_port, v)
+                            .await?
+                    }
+                    None => session.expose_tcp(t.port, t.remote_port).await?,
+                };
                 if first {
                     println!(
                         "tcp 127.0.0.1:{} -> tcp://{}:{}",
@@ -301,6 +311,9 @@ subdomain = "demo"
 mode = "cluster"
 [[tcp]]
 port = 22
+[[tcp]]
+port = 25
+proxy_protocol = "v2"
 [[pull]]
 port = 5432
 remote_port = 15432
@@ -310,6 +323,10 @@ remote_port = 6379
 "#;
         let f = ConfigFile::parse(text).unwrap();
         assert_eq!(f.http.len(), 1);
+        assert_eq!(f.tcp[0].proxy_protocol, None);
+        assert_eq!(f.tcp[1].proxy_protocol, Some(crate::tcp::ProxyProtocol::V2));
+        let err = ConfigFile::parse("[[tcp]]\nport = 22\nproxy_protocol = \"v3\"\n").unwrap_err();
+        assert!(err.starts_with("line 3:") && err.contains("v3"), "{err}");
         assert_eq!(f.pull[0].remote_port, 15432);
         assert_eq!(f.forward[0].remote_port, 6379);
     }

@@ -9,6 +9,7 @@ use clap::Args;
 use super::client_args::ClientArgs;
 use super::supervise;
 use crate::client::ClientError;
+use crate::tcp::ProxyProtocol;
 
 /// Flags of `underpass tcp`.
 #[derive(Debug, Clone, Args)]
@@ -19,6 +20,10 @@ pub struct TcpArgs {
     /// Public server port (0 or absent = any free port in the server's range).
     #[arg(long, value_parser = super::parse::port_or_zero)]
     pub port: Option<u16>,
+    /// Start each connection to the local service with a PROXY protocol header (v1 or v2)
+    /// naming the visitor, for services that log or filter by client address.
+    #[arg(long, value_name = "VERSION")]
+    pub proxy_protocol: Option<ProxyProtocol>,
     #[command(flatten)]
     /// Connection flags.
     pub client: ClientArgs,
@@ -70,13 +75,20 @@ pub async fn run_tcp(args: TcpArgs) -> Result<(), String> {
     let host = server_host(&args.client);
     let remote = remembered(args.port.unwrap_or(0));
     let local = args.local_port;
+    let proxy_protocol = args.proxy_protocol;
     supervise::run(opts, move |session, first| {
         let host = host.clone();
         let remote = remote.clone();
         async move {
-            let b = session
-                .expose_tcp(local, remote.load(Ordering::Relaxed))
-                .await?;
+            let port = remote.load(Ordering::Relaxed);
+            let b = match proxy_protocol {
+                Some(v) => {
+                    session
+                        .expose_tcp_with_proxy_protocol(local, port, v)
+                        .await?
+                }
+                None => session.expose_tcp(local, port).await?,
+            };
             remote.store(b.container_port(), Ordering::Relaxed);
             if first {
                 println!("public: tcp://{host}:{}", b.container_port());

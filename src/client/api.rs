@@ -13,6 +13,7 @@ use super::session::{Binding, ClientSession, StreamHandler};
 use crate::http::body::ProxyBody;
 use crate::http::local::{Handler, LocalPort, LocalService};
 use crate::proto::{BasicAuth, Bind, BindKind, BindMode, RouteMode, RouteSpec};
+use crate::tcp::ProxyProtocol;
 
 /// An HTTP expose: where it is published and who answers.
 #[derive(Debug, Clone, Default)]
@@ -127,6 +128,23 @@ impl ClientSession {
         self.bind(
             tcp_bind(BindMode::Expose, remote_port),
             StreamHandler::Tcp(target),
+        )
+        .await
+    }
+
+    /// Like [`expose_tcp`](Self::expose_tcp), and every connection to the local service starts
+    /// with a PROXY protocol header (`version`) naming the visitor and the server port it
+    /// reached, for services that log or filter by client address.
+    pub async fn expose_tcp_with_proxy_protocol(
+        &self,
+        local_port: u16,
+        remote_port: u16,
+        version: ProxyProtocol,
+    ) -> Result<Binding, ClientError> {
+        let to = SocketAddr::from(([127, 0, 0, 1], local_port));
+        self.bind(
+            tcp_bind(BindMode::Expose, remote_port),
+            StreamHandler::ProxiedTcp { to, version },
         )
         .await
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
@@ -17,6 +18,7 @@ use crate::mux::{MuxStream, Session, SessionEvent};
 use crate::proto::{
     Bind, BindId, BindKind, BindMode, BindRef, ErrorCode, Frame, HelloOk, StreamOpen,
 };
+use crate::tcp::{proxy_header, ProxyProtocol};
 
 /// What answers the streams of one binding.
 #[derive(Clone, Debug)]
@@ -25,6 +27,14 @@ pub enum StreamHandler {
     Http(LocalService),
     /// Raw TCP, spliced to this address (tcp expose and pull).
     Tcp(SocketAddr),
+    /// Raw TCP spliced to `to`, each connection opened with a PROXY protocol header naming the
+    /// visitor (tcp expose for services that log or filter by client address).
+    ProxiedTcp {
+        /// The local service.
+        to: SocketAddr,
+        /// Header version the service expects.
+        version: ProxyProtocol,
+    },
     /// `forward`: the client opens the streams itself.
     Forward,
 }
@@ -410,6 +420,17 @@ fn dispatch(mut stream: MuxStream, open: StreamOpen, handler: Option<StreamHandl
                 addr,
                 stream,
                 "local service",
+                Bytes::new(),
+            ));
+        }
+        (Some(StreamHandler::ProxiedTcp { to, version }), BindKind::Tcp) => {
+            let parse = |a: &Option<String>| a.as_deref().and_then(|a| a.parse().ok());
+            let header = proxy_header(version, parse(&open.visitor_addr), parse(&open.server_addr));
+            tokio::spawn(crate::tcp::connect_and_splice(
+                to,
+                stream,
+                "local service",
+                Bytes::from(header),
             ));
         }
         _ => stream.reset(ErrorCode::REFUSED_STREAM, "no binding for this stream"),

@@ -107,6 +107,9 @@ pub async fn proxy(
         ),
         headers: to_pairs(&headers),
         is_upgrade,
+        // The app learns the visitor from X-Forwarded-For; these are for raw TCP.
+        visitor_addr: None,
+        server_addr: None,
     };
     let stream = match target.session.open(&open) {
         Ok(s) => s,

@@ -1,6 +1,8 @@
 //! Typed JSON payloads of the control frames, with the exact camelCase field names of PROTOCOL.md.
 //! Fields marked *(underpass)* are our extensions; other clients ignore them.
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
 
 use super::{BindErrorCode, ErrorCode};
@@ -310,12 +312,20 @@ pub struct StreamOpen {
     /// True for a protocol upgrade (WebSocket).
     #[serde(default)]
     pub is_upgrade: bool,
+    /// *(underpass)* For a TCP connection the server accepted: the connecting peer's address
+    /// (`ip:port`), so the client can hand it to its service (PROXY protocol). Kept as text and
+    /// parsed where used, so a malformed value costs the header, not the session.
+    #[serde(default)]
+    pub visitor_addr: Option<String>,
+    /// *(underpass)* The server address that peer connected to (`ip:port`).
+    #[serde(default)]
+    pub server_addr: Option<String>,
 }
 
 impl Serialize for StreamOpen {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut out = serializer.serialize_struct("StreamOpen", 6)?;
+        let mut out = serializer.serialize_struct("StreamOpen", 8)?;
         out.serialize_field("bindId", &self.bind_id)?;
         out.serialize_field("kind", &self.kind)?;
         if let Some(method) = &self.method {
@@ -332,6 +342,12 @@ impl Serialize for StreamOpen {
         if self.kind == BindKind::Http || self.is_upgrade {
             out.serialize_field("isUpgrade", &self.is_upgrade)?;
         }
+        if let Some(addr) = &self.visitor_addr {
+            out.serialize_field("visitorAddr", addr)?;
+        }
+        if let Some(addr) = &self.server_addr {
+            out.serialize_field("serverAddr", addr)?;
+        }
         out.end()
     }
 }
@@ -346,7 +362,17 @@ impl StreamOpen {
             target: None,
             headers: Vec::new(),
             is_upgrade: false,
+            visitor_addr: None,
+            server_addr: None,
         }
+    }
+
+    /// Names the connection the stream carries: who connected (`visitor`) to which server
+    /// address (`server`, when known).
+    pub fn from_connection(mut self, visitor: SocketAddr, server: Option<SocketAddr>) -> Self {
+        self.visitor_addr = Some(visitor.to_string());
+        self.server_addr = server.map(|s| s.to_string());
+        self
     }
 }
 

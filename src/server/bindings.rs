@@ -294,5 +294,6 @@ pub fn serve_client_stream(entry: &Arc<SessionEntry>, mut stream: MuxStream, ope
         addr,
         stream,
         "server-side port",
+        bytes::Bytes::new(),
     ));
 }

@@ -337,7 +337,8 @@ async fn tcp_accept_loop(
             continue;
         };
         crate::tcp::tune(&tcp);
-        match entry.session().open(&StreamOpen::tcp(bind_id)) {
+        let open = StreamOpen::tcp(bind_id).from_connection(peer, tcp.local_addr().ok());
+        match entry.session().open(&open) {
             Ok(stream) => {
                 tokio::spawn(async move {
                     let _permit = permit;

@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::mux::{MuxStream, RecvHalf, SendHalf};
@@ -13,13 +13,23 @@ use crate::proto::ErrorCode;
 /// Read size per TCP read; also the largest DATA payload.
 const CHUNK: usize = 64 * 1024;
 
-/// Connects to `addr` and splices `stream` to it; a refused connection resets the stream with
-/// REFUSED_STREAM and a reason naming `what` (the local service, a server port), so the other
-/// end can tell the visitor.
-pub async fn connect_and_splice(addr: SocketAddr, mut stream: MuxStream, what: &str) {
+/// Connects to `addr`, writes `preamble` (a PROXY protocol header, or nothing) and splices
+/// `stream` to it; a refused connection resets the stream with REFUSED_STREAM and a reason
+/// naming `what` (the local service, a server port), so the other end can tell the visitor.
+pub async fn connect_and_splice(
+    addr: SocketAddr,
+    mut stream: MuxStream,
+    what: &str,
+    preamble: Bytes,
+) {
     match tokio::net::TcpStream::connect(addr).await {
-        Ok(tcp) => {
+        Ok(mut tcp) => {
             super::tune(&tcp);
+            if let Err(e) = tcp.write_all(&preamble).await {
+                tracing::debug!(%addr, error = %e, "{what} closed before the PROXY header");
+                stream.reset(ErrorCode::CANCEL, &format!("{what} {addr} closed: {e}"));
+                return;
+            }
             if let Err(e) = splice(tcp, stream).await {
                 tracing::debug!(%addr, error = %e, "tcp stream ended");
             }
