@@ -140,3 +140,35 @@ async fn an_app_that_never_answers_does_not_keep_the_stream_after_the_504() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_visitor_that_leaves_before_the_answer_frees_the_stream_long_before_the_timeout() {
+    let server = server_with(|cfg| {
+        cfg.domain = Some(DOMAIN.into());
+        cfg.limits.response_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let client = client(&server).await;
+    let port = app(|_req| std::future::pending::<http::Response<AppBody>>()).await;
+    let _binding = client.expose_http(port, &named("demo")).await.unwrap();
+    let server_side = server.sessions().pop().unwrap().1;
+    let client_side = client.mux();
+    let mut v = TcpStream::connect(server.local_addr()).await.unwrap();
+    v.write_all(b"GET /hang HTTP/1.1\r\nHost: demo.example.test\r\n\r\n")
+        .await
+        .unwrap();
+    within(10, async {
+        while open_streams(&client_side) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    drop(v);
+    // Freed within 10 s, where the response timeout alone would take 60.
+    within(10, async {
+        while open_streams(&server_side) + open_streams(&client_side) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
