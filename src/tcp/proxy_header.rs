@@ -42,13 +42,7 @@ impl fmt::Display for ProxyProtocol {
 /// An IPv4 address that travelled as IPv6 (`::ffff:a.b.c.d`, a dual-stack listener) becomes
 /// plain IPv4 again, so a visitor and a server address agree on the family when they can.
 fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
-            None => addr,
-        },
-        v4 => v4,
-    }
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// The header for a connection from `visitor` to `server`. When either is unknown (an older
