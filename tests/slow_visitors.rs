@@ -81,3 +81,24 @@ async fn a_long_stream_outlives_the_header_timeout() {
     release.notify_one();
     read_until(&mut tcp, &mut acc, EVENT_TWO).await;
 }
+
+#[tokio::test]
+async fn a_trusted_proxy_may_keep_idle_connections_open() {
+    let server = server_with(|cfg| {
+        cfg.domain = Some(DOMAIN.into());
+        cfg.limits.header_timeout = HEADER_TIMEOUT;
+        cfg.trusted_proxies =
+            underpass::http::edge::trusted_proxy::TrustedProxies::parse(&["loopback"]).unwrap();
+    })
+    .await;
+    let mut tcp = TcpStream::connect(server.local_addr()).await.unwrap();
+    let probe = b"GET /__underpass__/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+    tcp.write_all(probe).await.unwrap();
+    let mut acc = Vec::new();
+    read_until(&mut tcp, &mut acc, "\"status\"").await;
+    // Idle for three header timeouts, then the same connection serves another request.
+    tokio::time::sleep(HEADER_TIMEOUT * 3).await;
+    tcp.write_all(probe).await.unwrap();
+    let mut again = Vec::new();
+    read_until(&mut tcp, &mut again, "HTTP/1.1 200 OK").await;
+}

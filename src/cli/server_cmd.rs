@@ -83,7 +83,7 @@ pub struct ServerArgs {
     #[arg(long, default_value = "60", value_parser = parse::seconds)]
     pub response_timeout: Duration,
     /// Seconds an HTTP connection gets to send a request head; idle keep-alive connections are
-    /// closed after it too (0: off).
+    /// closed after it too; connections from a --trusted-proxy are exempt (0: off).
     #[arg(long, default_value = "30", value_parser = parse::seconds)]
     pub header_timeout: Duration,
     /// Seconds a stream (a TCP connection, a request, a WebSocket) may move nothing either way

@@ -99,7 +99,11 @@ async fn serve_connection(
     peer: SocketAddr,
     kind: ListenerKind,
 ) {
-    let header_timeout = state.config.limits.header_timeout;
+    // A trusted reverse proxy keeps idle upstream connections pooled for longer than our
+    // timeout (Caddy 2 min, nginx 60 s) and guards against slow clients itself; closing its idle
+    // connections would only race its reuse of them and turn into sporadic 502s.
+    let header_timeout = Some(state.config.limits.header_timeout)
+        .filter(|t| !t.is_zero() && !state.config.trusted_proxies.is_trusted(peer.ip()));
     // Each request carries the connection's interim writer so the proxy can relay 1xx heads.
     let (io, interim) = InterimIo::new(tcp);
     let svc = service_fn(move |mut req: Request<Incoming>| {
@@ -110,7 +114,7 @@ async fn serve_connection(
     });
     let _ = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout((!header_timeout.is_zero()).then_some(header_timeout))
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades()
         .await;
