@@ -206,3 +206,34 @@ async fn an_endless_run_of_interim_heads_is_cut_at_sixteen() {
     );
     assert!(text.contains("HTTP/1.1 200 OK"), "{text}");
 }
+
+#[tokio::test]
+async fn pipelined_requests_get_whole_answers_in_order() {
+    let server = domain_server().await;
+    let client = client(&server).await;
+    let _binding = client
+        .expose_http(early_hints_app().await, &named("hints"))
+        .await
+        .unwrap();
+    let text = raw_visit(
+        &server,
+        b"GET /a HTTP/1.1\r\nHost: hints.example.test\r\n\r\n\
+          GET /b HTTP/1.1\r\nHost: hints.example.test\r\n\r\n\
+          GET /c HTTP/1.1\r\nHost: hints.example.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // Whatever interim heads made it, each final answer is whole: head, then its 2-byte body,
+    // and an interim head never lands inside another answer.
+    let finals: Vec<&str> = text.split("HTTP/1.1 200 OK\r\n").skip(1).collect();
+    assert_eq!(finals.len(), 3, "{text}");
+    for answer in finals {
+        let body_start = answer.find("\r\n\r\n").expect("end of head") + 4;
+        let rest = &answer[body_start..];
+        assert!(rest.starts_with("ok"), "{text}");
+        let after = &rest[2..];
+        assert!(
+            after.is_empty() || after.starts_with("HTTP/1.1 103 Early Hints\r\n"),
+            "{text}"
+        );
+    }
+}
