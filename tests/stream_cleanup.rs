@@ -131,6 +131,23 @@ async fn an_app_that_never_answers_does_not_keep_the_stream_after_the_504() {
         let r = get(server.local_addr(), host, "/hang").await;
         assert_eq!(r.status, http::StatusCode::GATEWAY_TIMEOUT, "{host}");
     }
+    // A WebSocket upgrade the app never answers takes its own path on the client.
+    let upgrade = [
+        ("connection", "upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let r = request(
+        server.local_addr(),
+        Method::GET,
+        DEMO_HOST,
+        "/ws",
+        &upgrade,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, http::StatusCode::GATEWAY_TIMEOUT, "upgrade");
     let server_side = server.sessions().pop().unwrap().1;
     let client_side = client.mux();
     within(10, async {

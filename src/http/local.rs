@@ -296,7 +296,11 @@ async fn serve_upgrade(stream: MuxStream, open: &StreamOpen, local: &LocalPort) 
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
-    let resp = match sender.send_request(req).await {
+    let answer = tokio::select! {
+        answer = sender.send_request(req) => answer,
+        () = send.closed() => return VISITOR_LEFT,
+    };
+    let resp = match answer {
         Ok(resp) => resp,
         Err(_) => {
             answer_with(&mut send, visitor_error::upstream_reset(local.port)).await;
