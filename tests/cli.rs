@@ -622,3 +622,45 @@ async fn tcp_with_a_proxy_protocol_header() {
         )
     );
 }
+
+#[tokio::test]
+async fn http_and_tcp_take_a_host_port_target() {
+    let err = run_failing(&["http", "nas.lan", "--token", "tok"], &[]).await;
+    assert!(err.contains("is not a port or HOST:PORT"), "{err}");
+
+    // A service reachable only at 127.0.0.2 (another "machine" on the client's network).
+    let service = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let target = service.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = service.accept().await {
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(tcp);
+                let mut line = String::new();
+                while reader.read_line(&mut line).await.is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = reader
+                    .get_mut()
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nnas",
+                    )
+                    .await;
+            });
+        }
+    });
+    let (_s, addr) = server(&["--token", "tok", "--domain", "example.test"], &[]).await;
+    let url = format!("ws://{addr}");
+    let _http = spawn(&http_args(&target, &url, "nas"), &[]);
+    assert_eq!(wait_routed(addr, "nas.example.test").await, "nas");
+
+    let mut tcp = spawn(&["tcp", &target, "--server", &url, "--token", "tok"], &[]);
+    let public: SocketAddr = tcp.expect_line("public: tcp://").await.parse().unwrap();
+    assert_eq!(tcp.expect_line("local: ").await, target);
+    let mut visitor = tokio::net::TcpStream::connect(public).await.unwrap();
+    visitor.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    within(10, visitor.read_to_string(&mut answer))
+        .await
+        .unwrap();
+    assert!(answer.ends_with("nas"), "{answer}");
+}

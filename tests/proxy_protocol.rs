@@ -10,6 +10,7 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use underpass::client::TcpExpose;
 use underpass::tcp::ProxyProtocol;
 
 /// A service that parses the PROXY header of each connection, reports the addresses it names,
@@ -76,7 +77,7 @@ async fn check(version: ProxyProtocol) {
     let client = client(&server).await;
     let (port, mut seen) = header_reading_echo().await;
     let binding = client
-        .expose_tcp_with_proxy_protocol(port, 0, version)
+        .expose_tcp_with(&TcpExpose::local(port).proxy_protocol(version))
         .await
         .unwrap();
     let public = SocketAddr::from(([127, 0, 0, 1], binding.container_port()));

@@ -1,4 +1,4 @@
-//! `underpass http <port>`: publish a local HTTP service.
+//! `underpass http <port|host:port>`: publish an HTTP service of this side.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,9 +23,10 @@ pub enum ModeArg {
 /// Flags of `underpass http`.
 #[derive(Debug, Clone, Args)]
 pub struct HttpArgs {
-    /// Local port of the HTTP service (127.0.0.1).
-    #[arg(value_parser = super::parse::port)]
-    pub local_port: u16,
+    /// The HTTP service: a port on 127.0.0.1, or HOST:PORT of another machine this side
+    /// reaches (a NAS, a router's page).
+    #[arg(value_name = "PORT|HOST:PORT", value_parser = super::service_target::service_target)]
+    pub target: String,
     /// Route name (a DNS label), or @ for the root domain; default: a server-assigned up-xxxxxxxxxx.
     #[arg(long, env = "UNDERPASS_SUBDOMAIN")]
     pub subdomain: Option<String>,
@@ -86,13 +87,13 @@ pub async fn run(args: HttpArgs) -> Result<(), String> {
     let opts = args.client.options()?;
     let spec = Arc::new(Mutex::new(spec));
     let client = args.client.clone();
-    let local_port = args.local_port;
+    let to = super::service_target::resolve(&args.target).await?;
     supervise::run(opts, move |session, first| {
         let spec = spec.clone();
         let client = client.clone();
         async move {
             let request = spec.lock().map(|s| s.clone()).unwrap_or_default();
-            let binding = session.expose_http(local_port, &request).await?;
+            let binding = session.expose_http_at(to, &request).await?;
             let name = binding.subdomain().unwrap_or("@").to_string();
             // Keep an assigned name for the life of the process.
             if let Ok(mut s) = spec.lock() {
@@ -117,7 +118,7 @@ pub async fn run(args: HttpArgs) -> Result<(), String> {
                         println!("port: {url}");
                     }
                 }
-                tracing::info!(local = %format!("127.0.0.1:{local_port}"), "forwarding");
+                tracing::info!(local = %to, "forwarding");
             }
             Ok::<_, ClientError>(vec![binding])
         }

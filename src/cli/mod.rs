@@ -9,6 +9,7 @@ mod http_cmd;
 mod logging;
 mod parse;
 mod server_cmd;
+mod service_target;
 mod skill_cmd;
 mod start_cmd;
 mod supervise;

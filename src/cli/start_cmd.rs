@@ -8,8 +8,9 @@ use serde::Deserialize;
 
 use super::client_args::{ClientArgs, TransportChoice};
 use super::http_cmd::ModeArg;
+use super::service_target::{resolve, service_target};
 use super::supervise;
-use crate::client::{Binding, ClientError, ClientSession, HttpExpose};
+use crate::client::{Binding, ClientError, ClientSession, HttpExpose, TcpExpose};
 use crate::http::edge::routing::validate_route_name;
 use crate::proto::RouteMode;
 
@@ -66,6 +67,8 @@ pub struct ConfigFile {
 pub struct HttpEntry {
     /// Local port.
     pub port: u16,
+    /// Another machine's service to reach instead, HOST:PORT (default 127.0.0.1:port).
+    pub to: Option<String>,
     /// Route name or `@`; absent = assigned.
     pub subdomain: Option<String>,
     /// `single` or `cluster`.
@@ -88,6 +91,8 @@ pub struct HttpEntry {
 pub struct TcpEntry {
     /// Local port.
     pub port: u16,
+    /// Another machine's service to reach instead, HOST:PORT (default 127.0.0.1:port).
+    pub to: Option<String>,
     /// Public server port (0 = any).
     #[serde(default)]
     pub remote_port: u16,
@@ -168,12 +173,13 @@ fn http_spec(e: &HttpEntry) -> Result<HttpExpose, String> {
     })
 }
 
-async fn resolve(to: &str) -> Result<SocketAddr, String> {
-    tokio::net::lookup_host(to)
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("pull target must be HOST:PORT that resolves, got '{to}'"))
+/// Where an entry's connections lead: its `to`, or `127.0.0.1:port`; resolved once at start.
+async fn target(port: u16, to: Option<&str>) -> Result<(SocketAddr, String), String> {
+    let text = match to {
+        Some(to) => service_target(to)?,
+        None => format!("127.0.0.1:{port}"),
+    };
+    Ok((resolve(&text).await?, text))
 }
 
 /// Runs every binding of the file until Ctrl-C.
@@ -202,19 +208,26 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
         ca: args.ca.clone(),
     };
     let opts = client.options()?;
-    let http: Vec<(u16, HttpExpose)> = file
-        .http
-        .iter()
-        .map(|e| http_spec(e).map(|s| (e.port, s)))
-        .collect::<Result<_, _>>()?;
+    let mut http = Vec::new();
+    for e in &file.http {
+        let (to, text) = target(e.port, e.to.as_deref()).await?;
+        http.push((to, text, http_spec(e)?));
+    }
+    let mut tcp = Vec::new();
+    for t in &file.tcp {
+        let (to, text) = target(t.port, t.to.as_deref()).await?;
+        let mut spec = TcpExpose::at(to).remote_port(t.remote_port);
+        spec.proxy_protocol = t.proxy_protocol;
+        tcp.push((text, spec));
+    }
     let mut pulls = Vec::new();
     for p in &file.pull {
-        let to =
-            p.to.clone()
-                .unwrap_or_else(|| format!("127.0.0.1:{}", p.port));
-        pulls.push((resolve(&to).await?, to, p.remote_port));
+        let (to, text) = target(p.port, p.to.as_deref())
+            .await
+            .map_err(|e| format!("pull target: {e}"))?;
+        pulls.push((to, text, p.remote_port));
     }
-    if http.is_empty() && file.tcp.is_empty() && pulls.is_empty() && file.forward.is_empty() {
+    if http.is_empty() && tcp.is_empty() && pulls.is_empty() && file.forward.is_empty() {
         return Err(format!(
             "{}: no bindings ([[http]], [[tcp]], [[pull]] or [[forward]])",
             args.config.display()
@@ -223,17 +236,18 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
     let file = std::sync::Arc::new(file);
     supervise::run(opts, move |session: ClientSession, first| {
         let http = http.clone();
+        let tcp = tcp.clone();
         let pulls = pulls.clone();
         let file = file.clone();
         let client = client.clone();
         async move {
             let mut out: Vec<Binding> = Vec::new();
-            for (port, spec) in &http {
-                let b = session.expose_http(*port, spec).await?;
+            for (to, text, spec) in &http {
+                let b = session.expose_http_at(*to, spec).await?;
                 let name = b.subdomain().unwrap_or("@").to_string();
                 if first {
                     println!(
-                        "http 127.0.0.1:{port} -> {}",
+                        "http {text} -> {}",
                         client.printable_route_url(
                             &name,
                             session.hello().domain.as_deref(),
@@ -243,19 +257,11 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
                 }
                 out.push(b);
             }
-            for t in &file.tcp {
-                let b = match t.proxy_protocol {
-                    Some(v) => {
-                        session
-                            .expose_tcp_with_proxy_protocol(t.port, t.remote_port, v)
-                            .await?
-                    }
-                    None => session.expose_tcp(t.port, t.remote_port).await?,
-                };
+            for (text, spec) in &tcp {
+                let b = session.expose_tcp_with(spec).await?;
                 if first {
                     println!(
-                        "tcp 127.0.0.1:{} -> tcp://{}:{}",
-                        t.port,
+                        "tcp {text} -> tcp://{}:{}",
                         client.public_base().1,
                         b.container_port()
                     );
@@ -313,6 +319,7 @@ mode = "cluster"
 port = 22
 [[tcp]]
 port = 25
+to = "192.168.1.5:25"
 proxy_protocol = "v2"
 [[pull]]
 port = 5432
@@ -325,6 +332,7 @@ remote_port = 6379
         assert_eq!(f.http.len(), 1);
         assert_eq!(f.tcp[0].proxy_protocol, None);
         assert_eq!(f.tcp[1].proxy_protocol, Some(crate::tcp::ProxyProtocol::V2));
+        assert_eq!(f.tcp[1].to.as_deref(), Some("192.168.1.5:25"));
         let err = ConfigFile::parse("[[tcp]]\nport = 22\nproxy_protocol = \"v3\"\n").unwrap_err();
         assert!(err.starts_with("line 3:") && err.contains("v3"), "{err}");
         assert_eq!(f.pull[0].remote_port, 15432);

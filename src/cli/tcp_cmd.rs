@@ -8,15 +8,15 @@ use clap::Args;
 
 use super::client_args::ClientArgs;
 use super::supervise;
-use crate::client::ClientError;
+use crate::client::{ClientError, TcpExpose};
 use crate::tcp::ProxyProtocol;
 
 /// Flags of `underpass tcp`.
 #[derive(Debug, Clone, Args)]
 pub struct TcpArgs {
-    /// Local TCP port to publish (127.0.0.1).
-    #[arg(value_parser = super::parse::port)]
-    pub local_port: u16,
+    /// The TCP service: a port on 127.0.0.1, or HOST:PORT of another machine this side reaches.
+    #[arg(value_name = "PORT|HOST:PORT", value_parser = super::service_target::service_target)]
+    pub target: String,
     /// Public server port (0 or absent = any free port in the server's range).
     #[arg(long, value_parser = super::parse::port_or_zero)]
     pub port: Option<u16>,
@@ -74,25 +74,19 @@ pub async fn run_tcp(args: TcpArgs) -> Result<(), String> {
     let opts = args.client.options()?;
     let host = server_host(&args.client);
     let remote = remembered(args.port.unwrap_or(0));
-    let local = args.local_port;
+    let to = super::service_target::resolve(&args.target).await?;
     let proxy_protocol = args.proxy_protocol;
     supervise::run(opts, move |session, first| {
         let host = host.clone();
         let remote = remote.clone();
         async move {
-            let port = remote.load(Ordering::Relaxed);
-            let b = match proxy_protocol {
-                Some(v) => {
-                    session
-                        .expose_tcp_with_proxy_protocol(local, port, v)
-                        .await?
-                }
-                None => session.expose_tcp(local, port).await?,
-            };
+            let mut spec = TcpExpose::at(to).remote_port(remote.load(Ordering::Relaxed));
+            spec.proxy_protocol = proxy_protocol;
+            let b = session.expose_tcp_with(&spec).await?;
             remote.store(b.container_port(), Ordering::Relaxed);
             if first {
                 println!("public: tcp://{host}:{}", b.container_port());
-                println!("local: 127.0.0.1:{local}");
+                println!("local: {to}");
             }
             Ok::<_, ClientError>(vec![b])
         }
@@ -108,11 +102,9 @@ pub async fn run_pull(args: PullArgs) -> Result<(), String> {
         .to
         .clone()
         .unwrap_or_else(|| format!("127.0.0.1:{}", args.local_port));
-    let to: SocketAddr = tokio::net::lookup_host(&to_text)
+    let to: SocketAddr = super::service_target::resolve(&to_text)
         .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("--to must be HOST:PORT that resolves, got '{to_text}'"))?;
+        .map_err(|e| format!("--to: {e}"))?;
     let remote = remembered(args.remote_port.unwrap_or(0));
     supervise::run(opts, move |session, first| {
         let remote = remote.clone();

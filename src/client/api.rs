@@ -88,6 +88,47 @@ fn tcp_bind(mode: BindMode, port: u16) -> Bind {
     }
 }
 
+/// A tcp expose: the service connections lead to, the public server port, and whether each
+/// connection starts with a PROXY protocol header naming the visitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpExpose {
+    /// The service: `127.0.0.1:port`, or another machine the client reaches.
+    pub to: SocketAddr,
+    /// Public server port (0 = any free port in the server's expose range).
+    pub remote_port: u16,
+    /// Open each connection with this PROXY protocol header (for services that log or filter by
+    /// client address); `None`: the visitor's bytes only.
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+impl TcpExpose {
+    /// `127.0.0.1:port`, any free server port, no header.
+    pub fn local(port: u16) -> Self {
+        Self::at(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// The service at `to`, any free server port, no header.
+    pub fn at(to: SocketAddr) -> Self {
+        Self {
+            to,
+            remote_port: 0,
+            proxy_protocol: None,
+        }
+    }
+
+    /// Asks for server port `port` (0 = any free).
+    pub fn remote_port(mut self, port: u16) -> Self {
+        self.remote_port = port;
+        self
+    }
+
+    /// Starts each connection with a PROXY protocol header of `version`.
+    pub fn proxy_protocol(mut self, version: ProxyProtocol) -> Self {
+        self.proxy_protocol = Some(version);
+        self
+    }
+}
+
 impl ClientSession {
     /// Publishes the local HTTP service on `127.0.0.1:local_port`.
     pub async fn expose_http(
@@ -95,7 +136,18 @@ impl ClientSession {
         local_port: u16,
         spec: &HttpExpose,
     ) -> Result<Binding, ClientError> {
-        let service = LocalService::Port(LocalPort::new(local_port));
+        self.expose_http_at(SocketAddr::from(([127, 0, 0, 1], local_port)), spec)
+            .await
+    }
+
+    /// Publishes the HTTP service at `to`: on this machine, or another one the client reaches
+    /// (a NAS, a printer's web page), as `ngrok http 192.168.1.5:80` does.
+    pub async fn expose_http_at(
+        &self,
+        to: SocketAddr,
+        spec: &HttpExpose,
+    ) -> Result<Binding, ClientError> {
+        let service = LocalService::Port(LocalPort::at(to));
         self.bind(spec.to_bind(), StreamHandler::Http(service))
             .await
     }
@@ -124,29 +176,21 @@ impl ClientSession {
         local_port: u16,
         remote_port: u16,
     ) -> Result<Binding, ClientError> {
-        let target = SocketAddr::from(([127, 0, 0, 1], local_port));
-        self.bind(
-            tcp_bind(BindMode::Expose, remote_port),
-            StreamHandler::Tcp(target),
-        )
-        .await
+        self.expose_tcp_with(&TcpExpose::local(local_port).remote_port(remote_port))
+            .await
     }
 
-    /// Like [`expose_tcp`](Self::expose_tcp), and every connection to the local service starts
-    /// with a PROXY protocol header (`version`) naming the visitor and the server port it
-    /// reached, for services that log or filter by client address.
-    pub async fn expose_tcp_with_proxy_protocol(
-        &self,
-        local_port: u16,
-        remote_port: u16,
-        version: ProxyProtocol,
-    ) -> Result<Binding, ClientError> {
-        let to = SocketAddr::from(([127, 0, 0, 1], local_port));
-        self.bind(
-            tcp_bind(BindMode::Expose, remote_port),
-            StreamHandler::ProxiedTcp { to, version },
-        )
-        .await
+    /// Publishes raw TCP as `spec` says: which service, which server port, which header.
+    pub async fn expose_tcp_with(&self, spec: &TcpExpose) -> Result<Binding, ClientError> {
+        let handler = match spec.proxy_protocol {
+            Some(version) => StreamHandler::ProxiedTcp {
+                to: spec.to,
+                version,
+            },
+            None => StreamHandler::Tcp(spec.to),
+        };
+        self.bind(tcp_bind(BindMode::Expose, spec.remote_port), handler)
+            .await
     }
 
     /// Server loopback port `remote_port` (0 = kernel-assigned) leads to `to` on this side.

@@ -7,7 +7,7 @@ mod error;
 mod options;
 mod session;
 
-pub use api::{serve, HttpExpose};
+pub use api::{serve, HttpExpose, TcpExpose};
 pub use connect::connect as connect_session;
 pub use error::ClientError;
 pub use options::ClientOptions;

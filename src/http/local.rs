@@ -2,6 +2,7 @@
 //! keep-alive hyper client to `127.0.0.1:<port>`) or with an in-process handler.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,22 +39,28 @@ pub enum LocalService {
 impl std::fmt::Debug for LocalService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LocalService::Port(p) => write!(f, "LocalService::Port({})", p.port),
+            LocalService::Port(p) => write!(f, "LocalService::Port({})", p.addr),
             LocalService::Handler(_) => f.write_str("LocalService::Handler"),
         }
     }
 }
 
-/// A local HTTP server reached with a pooled keep-alive client.
+/// The HTTP service a binding forwards to (on this machine's loopback, or elsewhere on the
+/// client's network), reached with a pooled keep-alive client.
 #[derive(Clone)]
 pub struct LocalPort {
-    port: u16,
+    addr: SocketAddr,
     client: Client<HttpConnector, ProxyBody>,
 }
 
 impl LocalPort {
     /// A pool for `127.0.0.1:port`.
     pub fn new(port: u16) -> Self {
+        Self::at(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// A pool for the service at `addr`.
+    pub fn at(addr: SocketAddr) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_keepalive(Some(crate::tcp::KEEPALIVE_IDLE));
@@ -61,12 +68,12 @@ impl LocalPort {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build(connector);
-        Self { port, client }
+        Self { addr, client }
     }
 
-    /// The local port.
-    pub fn port(&self) -> u16 {
-        self.port
+    /// The service's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
@@ -196,7 +203,7 @@ pub async fn serve_stream(stream: MuxStream, open: StreamOpen, service: LocalSer
 
 async fn serve_port(stream: MuxStream, open: &StreamOpen, local: &LocalPort) -> StatusCode {
     let (recv, mut send) = stream.split();
-    let authority = format!("127.0.0.1:{}", local.port);
+    let authority = local.addr.to_string();
     let mut req = match build_request(open, MuxBody::new(recv).boxed(), &authority) {
         Ok(r) => r,
         Err(e) => return bad_request(&mut send, &e).await,
@@ -243,9 +250,9 @@ async fn serve_port(stream: MuxStream, open: &StreamOpen, local: &LocalPort) -> 
         }
         Err(e) => {
             let resp = if e.is_connect() {
-                visitor_error::upstream_refused(local.port)
+                visitor_error::upstream_refused(local.addr)
             } else {
-                visitor_error::upstream_reset(local.port)
+                visitor_error::upstream_reset(local.addr)
             };
             let status = resp.status();
             answer_with(&mut send, resp).await;
@@ -266,7 +273,7 @@ async fn bad_request(send: &mut SendHalf, why: &str) -> StatusCode {
 /// An upgrade needs its own connection (it is consumed by the upgrade), then raw bytes flow.
 async fn serve_upgrade(stream: MuxStream, open: &StreamOpen, local: &LocalPort) -> StatusCode {
     let (recv, mut send) = stream.split();
-    let authority = format!("127.0.0.1:{}", local.port);
+    let authority = local.addr.to_string();
     let empty = Empty::new().map_err(|never| match never {}).boxed();
     let mut req = match build_request(open, empty, &authority) {
         Ok(r) => r,
@@ -280,17 +287,17 @@ async fn serve_upgrade(stream: MuxStream, open: &StreamOpen, local: &LocalPort) 
     {
         *req.uri_mut() = origin;
     }
-    let tcp = match tokio::net::TcpStream::connect(("127.0.0.1", local.port)).await {
+    let tcp = match tokio::net::TcpStream::connect(local.addr).await {
         Ok(tcp) => tcp,
         Err(_) => {
-            answer_with(&mut send, visitor_error::upstream_refused(local.port)).await;
+            answer_with(&mut send, visitor_error::upstream_refused(local.addr)).await;
             return StatusCode::BAD_GATEWAY;
         }
     };
     crate::tcp::tune(&tcp);
     let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await
     else {
-        answer_with(&mut send, visitor_error::upstream_reset(local.port)).await;
+        answer_with(&mut send, visitor_error::upstream_reset(local.addr)).await;
         return StatusCode::BAD_GATEWAY;
     };
     tokio::spawn(async move {
@@ -303,7 +310,7 @@ async fn serve_upgrade(stream: MuxStream, open: &StreamOpen, local: &LocalPort) 
     let resp = match answer {
         Ok(resp) => resp,
         Err(_) => {
-            answer_with(&mut send, visitor_error::upstream_reset(local.port)).await;
+            answer_with(&mut send, visitor_error::upstream_reset(local.addr)).await;
             return StatusCode::BAD_GATEWAY;
         }
     };

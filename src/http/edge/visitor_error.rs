@@ -4,6 +4,7 @@
 //! Each is plain text naming the cause, prefixed `underpass:` so a visitor (or the app's
 //! developer) can tell a tunnel problem from an app error at a glance.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,19 +52,35 @@ pub fn auth_required() -> Response<Bytes> {
     response
 }
 
-/// 502: the client reached nothing listening on its local `port`.
-pub fn upstream_refused(port: u16) -> Response<Bytes> {
+/// How a visitor error names the client's service: `port 3000` on this machine's loopback,
+/// the whole address for a service elsewhere on the client's network.
+fn service(addr: SocketAddr) -> String {
+    if addr.ip().is_loopback() {
+        format!("port {}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// 502: the client reached nothing listening at its local service `addr`.
+pub fn upstream_refused(addr: SocketAddr) -> Response<Bytes> {
     text(
         StatusCode::BAD_GATEWAY,
-        format!("underpass: local service on port {port} refused the connection\n"),
+        format!(
+            "underpass: local service on {} refused the connection\n",
+            service(addr)
+        ),
     )
 }
 
-/// 502: the local service on `port` closed or reset the connection before answering.
-pub fn upstream_reset(port: u16) -> Response<Bytes> {
+/// 502: the local service at `addr` closed or reset the connection before answering.
+pub fn upstream_reset(addr: SocketAddr) -> Response<Bytes> {
     text(
         StatusCode::BAD_GATEWAY,
-        format!("underpass: local service on port {port} reset the connection\n"),
+        format!(
+            "underpass: local service on {} reset the connection\n",
+            service(addr)
+        ),
     )
 }
 
@@ -190,7 +207,7 @@ mod tests {
 
     #[test]
     fn upstream_errors() {
-        let r = upstream_refused(3000);
+        let r = upstream_refused(SocketAddr::from(([127, 0, 0, 1], 3000)));
         assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(
             body(&r),
@@ -198,9 +215,15 @@ mod tests {
         );
         assert_plain(&r);
 
-        let r = upstream_reset(8080);
+        let r = upstream_reset(SocketAddr::from(([127, 0, 0, 1], 8080)));
         assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
         assert!(body(&r).contains("port 8080 reset"));
+        let r = upstream_refused(SocketAddr::from(([192, 168, 1, 5], 80)));
+        assert!(
+            body(&r).contains("on 192.168.1.5:80 refused"),
+            "{}",
+            body(&r)
+        );
         assert_plain(&r);
 
         let r = upstream_timeout(Duration::from_secs(30));
