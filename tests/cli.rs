@@ -664,3 +664,25 @@ async fn http_and_tcp_take_a_host_port_target() {
         .unwrap();
     assert!(answer.ends_with("nas"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_malformed_cidr_allow_is_refused_before_connecting() {
+    for cmd in ["http", "tcp"] {
+        let err = run_failing(
+            &[
+                cmd,
+                "3000",
+                "--cidr-allow",
+                "10.0.0.0/8,10.0.0.0/33",
+                "--token",
+                "tok",
+            ],
+            &[],
+        )
+        .await;
+        assert!(
+            err.contains("10.0.0.0/33") && err.contains("--cidr-allow"),
+            "{err}"
+        );
+    }
+}

@@ -64,6 +64,7 @@ fn every_frame() -> Vec<Frame> {
                 username: None,
                 password: "pw".into(),
             }),
+            cidr_allow: Some(vec!["10.0.0.0/8".into()]),
         }),
         Frame::BindOk(BindOk {
             client_bind_ref: json!(7),

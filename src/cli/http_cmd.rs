@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use super::client_args::ClientArgs;
 use super::supervise;
 use crate::client::{ClientError, HttpExpose};
+use crate::http::edge::allowed_addresses::AllowedAddresses;
 use crate::http::edge::routing::validate_route_name;
 use crate::proto::RouteMode;
 
@@ -45,6 +46,10 @@ pub struct HttpArgs {
     /// Basic Auth password; enables Basic Auth.
     #[arg(long, env = "UNDERPASS_BASIC_AUTH_PASSWORD", hide_env_values = true)]
     pub basic_auth_password: Option<String>,
+    /// Admit only visitors from these addresses: an IP, a CIDR range, loopback or private;
+    /// repeatable or a comma list. Others get 403.
+    #[arg(long, env = "UNDERPASS_CIDR_ALLOW", value_delimiter = ',')]
+    pub cidr_allow: Vec<String>,
     #[command(flatten)]
     /// Connection flags.
     pub client: ClientArgs,
@@ -77,8 +82,21 @@ impl HttpArgs {
             port: self.port,
             basic_auth_username: self.basic_auth_username.clone().filter(|u| !u.is_empty()),
             basic_auth_password: password,
+            cidr_allow: checked_cidr_allow(&self.cidr_allow)?,
         })
     }
+}
+
+/// Checks `--cidr-allow` entries before connecting, so a typo is a clear error here rather
+/// than a BIND_ERR later; empty entries (an empty env value) are dropped.
+pub fn checked_cidr_allow(entries: &[String]) -> Result<Vec<String>, String> {
+    let entries: Vec<String> = entries
+        .iter()
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    AllowedAddresses::parse(&entries)?;
+    Ok(entries)
 }
 
 /// Runs until Ctrl-C; reconnects keep the route (an assigned name is reused).

@@ -7,7 +7,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::client_args::{ClientArgs, TransportChoice};
-use super::http_cmd::ModeArg;
+use super::http_cmd::{checked_cidr_allow, ModeArg};
 use super::service_target::{resolve, service_target};
 use super::supervise;
 use crate::client::{Binding, ClientError, ClientSession, HttpExpose, TcpExpose};
@@ -83,6 +83,9 @@ pub struct HttpEntry {
     pub basic_auth_username: Option<String>,
     /// Basic Auth password.
     pub basic_auth_password: Option<String>,
+    /// Visitor addresses admitted (empty = everyone).
+    #[serde(default)]
+    pub cidr_allow: Vec<String>,
 }
 
 /// One `[[tcp]]` table.
@@ -99,6 +102,9 @@ pub struct TcpEntry {
     /// `"v1"` or `"v2"`: open each connection to the service with a PROXY protocol header.
     #[serde(default)]
     pub proxy_protocol: Option<crate::tcp::ProxyProtocol>,
+    /// Visitor addresses admitted (empty = everyone).
+    #[serde(default)]
+    pub cidr_allow: Vec<String>,
 }
 
 /// One `[[pull]]` table.
@@ -170,6 +176,7 @@ fn http_spec(e: &HttpEntry) -> Result<HttpExpose, String> {
         port: e.public_port,
         basic_auth_username: e.basic_auth_username.clone(),
         basic_auth_password: e.basic_auth_password.clone(),
+        cidr_allow: checked_cidr_allow(&e.cidr_allow)?,
     })
 }
 
@@ -218,6 +225,7 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
         let (to, text) = target(t.port, t.to.as_deref()).await?;
         let mut spec = TcpExpose::at(to).remote_port(t.remote_port);
         spec.proxy_protocol = t.proxy_protocol;
+        spec.cidr_allow = checked_cidr_allow(&t.cidr_allow)?;
         tcp.push((text, spec));
     }
     let mut pulls = Vec::new();
@@ -321,6 +329,7 @@ port = 22
 port = 25
 to = "192.168.1.5:25"
 proxy_protocol = "v2"
+cidr_allow = ["10.0.0.0/8", "private"]
 [[pull]]
 port = 5432
 remote_port = 15432
@@ -333,6 +342,7 @@ remote_port = 6379
         assert_eq!(f.tcp[0].proxy_protocol, None);
         assert_eq!(f.tcp[1].proxy_protocol, Some(crate::tcp::ProxyProtocol::V2));
         assert_eq!(f.tcp[1].to.as_deref(), Some("192.168.1.5:25"));
+        assert_eq!(f.tcp[1].cidr_allow, ["10.0.0.0/8", "private"]);
         let err = ConfigFile::parse("[[tcp]]\nport = 22\nproxy_protocol = \"v3\"\n").unwrap_err();
         assert!(err.starts_with("line 3:") && err.contains("v3"), "{err}");
         assert_eq!(f.pull[0].remote_port, 15432);

@@ -24,6 +24,10 @@ pub struct TcpArgs {
     /// naming the visitor, for services that log or filter by client address.
     #[arg(long, value_name = "VERSION")]
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Admit only visitors from these addresses: an IP, a CIDR range, loopback or private;
+    /// repeatable or a comma list. Others are disconnected at once.
+    #[arg(long, env = "UNDERPASS_CIDR_ALLOW", value_delimiter = ',')]
+    pub cidr_allow: Vec<String>,
     #[command(flatten)]
     /// Connection flags.
     pub client: ClientArgs,
@@ -74,14 +78,17 @@ pub async fn run_tcp(args: TcpArgs) -> Result<(), String> {
     let opts = args.client.options()?;
     let host = server_host(&args.client);
     let remote = remembered(args.port.unwrap_or(0));
+    let cidr_allow = super::http_cmd::checked_cidr_allow(&args.cidr_allow)?;
     let to = super::service_target::resolve(&args.target).await?;
     let proxy_protocol = args.proxy_protocol;
     supervise::run(opts, move |session, first| {
         let host = host.clone();
         let remote = remote.clone();
+        let cidr_allow = cidr_allow.clone();
         async move {
             let mut spec = TcpExpose::at(to).remote_port(remote.load(Ordering::Relaxed));
             spec.proxy_protocol = proxy_protocol;
+            spec.cidr_allow = cidr_allow;
             let b = session.expose_tcp_with(&spec).await?;
             remote.store(b.container_port(), Ordering::Relaxed);
             if first {

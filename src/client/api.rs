@@ -33,6 +33,8 @@ pub struct HttpExpose {
     pub basic_auth_username: Option<String>,
     /// Basic Auth password (no auth when `None`).
     pub basic_auth_password: Option<String>,
+    /// Visitor addresses admitted (IPs, CIDR ranges, `loopback`, `private`); empty = everyone.
+    pub cidr_allow: Vec<String>,
 }
 
 impl HttpExpose {
@@ -70,8 +72,14 @@ impl HttpExpose {
                 username: self.basic_auth_username.clone(),
                 password: p.clone(),
             }),
+            cidr_allow: cidr_allow(&self.cidr_allow),
         }
     }
+}
+
+/// The wire form of an allow list: absent when empty (a plain bind, as other clients send).
+fn cidr_allow(entries: &[String]) -> Option<Vec<String>> {
+    (!entries.is_empty()).then(|| entries.to_vec())
 }
 
 fn tcp_bind(mode: BindMode, port: u16) -> Bind {
@@ -85,12 +93,13 @@ fn tcp_bind(mode: BindMode, port: u16) -> Bind {
         host: None,
         route: None,
         basic_auth: None,
+        cidr_allow: None,
     }
 }
 
 /// A tcp expose: the service connections lead to, the public server port, and whether each
 /// connection starts with a PROXY protocol header naming the visitor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpExpose {
     /// The service: `127.0.0.1:port`, or another machine the client reaches.
     pub to: SocketAddr,
@@ -99,6 +108,8 @@ pub struct TcpExpose {
     /// Open each connection with this PROXY protocol header (for services that log or filter by
     /// client address); `None`: the visitor's bytes only.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Visitor addresses admitted (IPs, CIDR ranges, `loopback`, `private`); empty = everyone.
+    pub cidr_allow: Vec<String>,
 }
 
 impl TcpExpose {
@@ -113,6 +124,7 @@ impl TcpExpose {
             to,
             remote_port: 0,
             proxy_protocol: None,
+            cidr_allow: Vec::new(),
         }
     }
 
@@ -189,8 +201,9 @@ impl ClientSession {
             },
             None => StreamHandler::Tcp(spec.to),
         };
-        self.bind(tcp_bind(BindMode::Expose, spec.remote_port), handler)
-            .await
+        let mut bind = tcp_bind(BindMode::Expose, spec.remote_port);
+        bind.cidr_allow = cidr_allow(&spec.cidr_allow);
+        self.bind(bind, handler).await
     }
 
     /// Server loopback port `remote_port` (0 = kernel-assigned) leads to `to` on this side.

@@ -103,6 +103,8 @@ pub enum BindErrorCode {
     InvalidName,
     /// *(underpass)* The server does not allow forwarding to this port.
     ForbiddenPort,
+    /// *(underpass)* A `cidrAllow` entry is not an address or range.
+    InvalidPolicy,
     /// A code this build does not know.
     #[serde(other)]
     Other,
@@ -124,6 +126,7 @@ impl BindErrorCode {
             Self::ModeMismatch => "MODE_MISMATCH",
             Self::InvalidName => "INVALID_NAME",
             Self::ForbiddenPort => "FORBIDDEN_PORT",
+            Self::InvalidPolicy => "INVALID_POLICY",
             Self::Other => "OTHER",
         }
     }

@@ -238,6 +238,10 @@ pub struct Bind {
     /// *(underpass)* Basic Auth of an http expose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
+    /// *(underpass)* Visitor addresses an expose admits: IPs, CIDR ranges, `loopback`,
+    /// `private`; absent or empty = everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr_allow: Option<Vec<String>>,
 }
 
 /// BIND_OK: the binding exists.

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use super::routes::Holder;
+use super::routes::{Holder, RouteGuard};
 use super::sessions::{BindingRecord, SessionEntry};
 use super::state::ServerState;
+use crate::http::edge::allowed_addresses::AllowedAddresses;
 use crate::http::edge::basic_auth::BasicAuthPolicy;
 use crate::http::edge::routing::{random_route_name, validate_route_name};
 use crate::mux::MuxStream;
@@ -74,6 +75,12 @@ async fn try_bind(
             format!("this session already holds {cap} bindings (server limit)"),
         ));
     }
+    if allow_list(&bind)?.is_some() && bind.mode != BindMode::Expose {
+        return Err(Refusal::new(
+            BindErrorCode::InvalidKind,
+            "cidrAllow applies to exposes; pull and forward listen on loopback only",
+        ));
+    }
     let bind_id = state.next_bind_id();
     match (bind.kind, bind.mode) {
         (BindKind::Http, BindMode::Expose) => bind_http(state, entry, bind_id, &bind).await,
@@ -125,14 +132,17 @@ async fn bind_http(
         )
         .await;
     };
-    let auth = auth_policy(bind);
+    let guard = RouteGuard {
+        auth: auth_policy(bind),
+        allow: allow_list(bind)?,
+    };
     let takeover = bind.takeover.unwrap_or(false);
     let holder = Holder::new(entry, bind_id);
     let name = match &route.subdomain {
         Some(requested) => {
             let name = validate_route_name(requested)
                 .map_err(|e| Refusal::new(BindErrorCode::InvalidName, e.to_string()))?;
-            claim(state, &name, route.mode, auth, takeover, holder)?;
+            claim(state, &name, route.mode, guard, takeover, holder)?;
             name
         }
         None => {
@@ -146,7 +156,7 @@ async fn bind_http(
                     state,
                     &name,
                     route.mode,
-                    auth.clone(),
+                    guard.clone(),
                     false,
                     holder.clone(),
                 )
@@ -206,6 +216,12 @@ async fn bind_http(
     Ok(grant)
 }
 
+/// The visitor allow list a bind asks for; `None` admits everyone.
+pub fn allow_list(bind: &Bind) -> Result<Option<AllowedAddresses>, Refusal> {
+    AllowedAddresses::parse(bind.cidr_allow.as_deref().unwrap_or_default())
+        .map_err(|e| Refusal::new(BindErrorCode::InvalidPolicy, e))
+}
+
 /// The Basic Auth a bind asks for, as the edge checks it.
 pub fn auth_policy(bind: &Bind) -> Option<BasicAuthPolicy> {
     bind.basic_auth
@@ -217,13 +233,13 @@ fn claim(
     state: &Arc<ServerState>,
     name: &str,
     mode: RouteMode,
-    auth: Option<BasicAuthPolicy>,
+    guard: RouteGuard,
     takeover: bool,
     holder: Holder,
 ) -> Result<(), Refusal> {
     let previous = state
         .routes
-        .claim(name, mode, auth, takeover, holder)
+        .claim(name, mode, guard, takeover, holder)
         .map_err(|e| Refusal::new(e.code, e.message))?;
     state.counters.takeovers(previous.len());
     for old in previous {

@@ -20,7 +20,7 @@ use super::health;
 use super::routes::RoutePick;
 use super::state::ServerState;
 use crate::http::body::{full, ProxyBody};
-use crate::http::edge::forwarded::{effective_host, request_host};
+use crate::http::edge::forwarded::{client_info, effective_host, request_host};
 use crate::http::edge::routing::route_for_host;
 use crate::http::edge::visitor_error;
 use crate::http::interim_io::InterimIo;
@@ -180,11 +180,19 @@ async fn forward(
     pick: &RoutePick,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let trusted = &state.config.trusted_proxies;
+    if let Some(allow) = &pick.guard.allow {
+        // The visitor as the edge believes it: behind a trusted proxy, its forwarded address.
+        let visitor = client_info(peer, req.headers(), false, host, trusted).client_ip;
+        if !allow.admits(visitor) {
+            return visitor_error::not_allowed(visitor).map(full);
+        }
+    }
     let session = pick.holder.session();
     let target = Target {
         session: &session,
         bind_id: pick.holder.bind_id,
-        auth: pick.auth.as_ref(),
+        auth: pick.guard.auth.as_ref(),
     };
     let visitor = Visitor {
         peer,

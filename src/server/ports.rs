@@ -9,12 +9,13 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::net::TcpListener;
 
-use super::bindings::{auth_policy, revoke, PortGrant, Refusal};
+use super::bindings::{allow_list, auth_policy, revoke, PortGrant, Refusal};
 use super::fd_budget::FdBudget;
 use super::listener::{accept_loop, ListenerKind};
-use super::routes::{Holder, RoutePick};
+use super::routes::{Holder, RouteGuard, RoutePick};
 use super::sessions::{BindingRecord, SessionEntry};
 use super::state::ServerState;
+use crate::http::edge::allowed_addresses::AllowedAddresses;
 use crate::proto::{Bind, BindErrorCode, BindId, BindKind, BindMode, StreamOpen};
 
 /// Opens the port side of a binding.
@@ -168,7 +169,10 @@ async fn expose(
         BindKind::Http => {
             let pick = RoutePick {
                 holder: Holder::new(entry, bind_id),
-                auth: auth_policy(bind),
+                guard: RouteGuard {
+                    auth: auth_policy(bind),
+                    allow: allow_list(bind)?,
+                },
             };
             let task = tokio::spawn(accept_loop(
                 state.clone(),
@@ -188,6 +192,7 @@ async fn expose(
                 entry.clone(),
                 bind_id,
                 state.fd_budget.clone(),
+                allow_list(bind)?,
             ));
             (task, format!("tcp://{host}:{port}"))
         }
@@ -267,6 +272,7 @@ async fn pull(
         entry.clone(),
         bind_id,
         state.fd_budget.clone(),
+        None,
     ));
     record(
         entry,
@@ -322,6 +328,7 @@ async fn tcp_accept_loop(
     entry: Arc<SessionEntry>,
     bind_id: BindId,
     budget: FdBudget,
+    allow: Option<AllowedAddresses>,
 ) {
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -332,6 +339,10 @@ async fn tcp_accept_loop(
                 continue;
             }
         };
+        if allow.as_ref().is_some_and(|a| !a.admits(peer.ip())) {
+            tracing::info!(%peer, bind_id, "visitor not in --cidr-allow; connection closed");
+            continue;
+        }
         let Some(permit) = budget.try_acquire() else {
             tracing::warn!(%peer, "connection budget exhausted; dropping tcp connection");
             continue;

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::sessions::SessionEntry;
 
+use crate::http::edge::allowed_addresses::AllowedAddresses;
 use crate::http::edge::basic_auth::{same_policy, BasicAuthPolicy};
 use crate::mux::Session;
 use crate::proto::{BindErrorCode, BindId, RouteMode};
@@ -38,22 +39,32 @@ impl Holder {
     }
 }
 
+/// Who may use a route or a dedicated port: its Basic Auth and its visitor allow list. Cluster
+/// holders of one route must agree on both.
+#[derive(Debug, Clone, Default)]
+pub struct RouteGuard {
+    /// Basic Auth to check first.
+    pub auth: Option<BasicAuthPolicy>,
+    /// Visitor addresses admitted; `None`: everyone.
+    pub allow: Option<AllowedAddresses>,
+}
+
 /// A route and its holders.
 #[derive(Debug)]
 struct RouteEntry {
     mode: RouteMode,
-    auth: Option<BasicAuthPolicy>,
+    guard: RouteGuard,
     holders: Vec<Holder>,
     next: usize,
 }
 
-/// What a request for a route gets: the holder to use and the route's Basic Auth.
+/// What a request for a route gets: the holder to use and the route's guard.
 #[derive(Debug, Clone)]
 pub struct RoutePick {
     /// Binding that serves this request.
     pub holder: Holder,
-    /// Basic Auth to check first.
-    pub auth: Option<BasicAuthPolicy>,
+    /// Checks before the request is proxied.
+    pub guard: RouteGuard,
 }
 
 /// Why a route claim failed.
@@ -83,26 +94,26 @@ impl RouteTable {
 
     /// Claims `name` for `holder`. Single mode refuses a second holder unless `takeover`, in
     /// which case the previous holders are returned so the caller can revoke them; cluster
-    /// holders must agree on mode and Basic Auth.
+    /// holders must agree on mode, Basic Auth and allow list.
     pub fn claim(
         &self,
         name: &str,
         mode: RouteMode,
-        auth: Option<BasicAuthPolicy>,
+        guard: RouteGuard,
         takeover: bool,
         holder: Holder,
     ) -> Result<Vec<Holder>, ClaimError> {
         let mut map = self.lock();
         let entry = map.entry(name.to_string()).or_insert_with(|| RouteEntry {
             mode,
-            auth: auth.clone(),
+            guard: guard.clone(),
             holders: Vec::new(),
             next: 0,
         });
         if entry.holders.is_empty() || takeover {
             let previous = std::mem::take(&mut entry.holders);
             entry.mode = mode;
-            entry.auth = auth;
+            entry.guard = guard;
             entry.holders.push(holder);
             return Ok(previous);
         }
@@ -123,11 +134,19 @@ impl RouteTable {
                 ),
             });
         }
-        if !same_policy(entry.auth.as_ref(), auth.as_ref()) {
+        if !same_policy(entry.guard.auth.as_ref(), guard.auth.as_ref()) {
             return Err(ClaimError {
                 code: BindErrorCode::ModeMismatch,
                 message: format!(
                     "route '{name}' is held with different Basic Auth settings; cluster clients must agree"
+                ),
+            });
+        }
+        if entry.guard.allow != guard.allow {
+            return Err(ClaimError {
+                code: BindErrorCode::ModeMismatch,
+                message: format!(
+                    "route '{name}' is held with a different --cidr-allow list; cluster clients must agree"
                 ),
             });
         }
@@ -161,13 +180,13 @@ impl RouteTable {
             if !h.session().is_closed() {
                 return Some(RoutePick {
                     holder: h.clone(),
-                    auth: entry.auth.clone(),
+                    guard: entry.guard.clone(),
                 });
             }
         }
         entry.holders.first().map(|h| RoutePick {
             holder: h.clone(),
-            auth: entry.auth.clone(),
+            guard: entry.guard.clone(),
         })
     }
 

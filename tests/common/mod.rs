@@ -117,6 +117,7 @@ pub fn raw_bind(kind: BindKind, mode: BindMode, port: u16) -> Bind {
         host: None,
         route: None,
         basic_auth: None,
+        cidr_allow: None,
     }
 }
 

@@ -4,7 +4,7 @@
 //! Each is plain text naming the cause, prefixed `underpass:` so a visitor (or the app's
 //! developer) can tell a tunnel problem from an app error at a glance.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,6 +60,14 @@ fn service(addr: SocketAddr) -> String {
     } else {
         addr.to_string()
     }
+}
+
+/// 403: the binding admits only some addresses (`--cidr-allow`) and `visitor` is not one.
+pub fn not_allowed(visitor: IpAddr) -> Response<Bytes> {
+    text(
+        StatusCode::FORBIDDEN,
+        format!("underpass: this tunnel does not admit visitors from {visitor}\n"),
+    )
 }
 
 /// 502: the client reached nothing listening at its local service `addr`.
