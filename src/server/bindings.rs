@@ -132,10 +132,7 @@ async fn bind_http(
         )
         .await;
     };
-    let guard = RouteGuard {
-        auth: auth_policy(bind),
-        allow: allow_list(bind)?,
-    };
+    let guard = route_guard(bind)?;
     let takeover = bind.takeover.unwrap_or(false);
     let holder = Holder::new(entry, bind_id);
     let name = match &route.subdomain {
@@ -216,6 +213,14 @@ async fn bind_http(
     Ok(grant)
 }
 
+/// Who may use what a bind publishes: its Basic Auth and its visitor allow list.
+pub fn route_guard(bind: &Bind) -> Result<RouteGuard, Refusal> {
+    Ok(RouteGuard {
+        auth: auth_policy(bind),
+        allow: allow_list(bind)?,
+    })
+}
+
 /// The visitor allow list a bind asks for; `None` admits everyone.
 pub fn allow_list(bind: &Bind) -> Result<Option<AllowedAddresses>, Refusal> {
     AllowedAddresses::parse(bind.cidr_allow.as_deref().unwrap_or_default())
@@ -223,7 +228,7 @@ pub fn allow_list(bind: &Bind) -> Result<Option<AllowedAddresses>, Refusal> {
 }
 
 /// The Basic Auth a bind asks for, as the edge checks it.
-pub fn auth_policy(bind: &Bind) -> Option<BasicAuthPolicy> {
+fn auth_policy(bind: &Bind) -> Option<BasicAuthPolicy> {
     bind.basic_auth
         .as_ref()
         .map(|a| BasicAuthPolicy::new(a.username.clone(), a.password.clone()))

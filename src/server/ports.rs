@@ -9,10 +9,10 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::net::TcpListener;
 
-use super::bindings::{allow_list, auth_policy, revoke, PortGrant, Refusal};
+use super::bindings::{allow_list, revoke, route_guard, PortGrant, Refusal};
 use super::fd_budget::FdBudget;
 use super::listener::{accept_loop, ListenerKind};
-use super::routes::{Holder, RouteGuard, RoutePick};
+use super::routes::{Holder, RoutePick};
 use super::sessions::{BindingRecord, SessionEntry};
 use super::state::ServerState;
 use crate::http::edge::allowed_addresses::AllowedAddresses;
@@ -169,10 +169,7 @@ async fn expose(
         BindKind::Http => {
             let pick = RoutePick {
                 holder: Holder::new(entry, bind_id),
-                guard: RouteGuard {
-                    auth: auth_policy(bind),
-                    allow: allow_list(bind)?,
-                },
+                guard: route_guard(bind)?,
             };
             let task = tokio::spawn(accept_loop(
                 state.clone(),
