@@ -90,6 +90,10 @@ pub struct ServerArgs {
     /// before it is closed (0: never).
     #[arg(long, visible_alias = "idle-timeout", default_value = "300", value_parser = parse::seconds)]
     pub idle_stream_timeout: Duration,
+    /// New public requests and TCP connections one visitor address may start per second (also
+    /// the burst); over it: 429 or a closed connection (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub visitor_rate: u32,
     /// Accepted connections at once before new ones get 503 (default: the open-file limit
     /// minus 64).
     #[arg(long)]
@@ -151,6 +155,7 @@ impl ServerArgs {
             response_timeout: self.response_timeout,
             header_timeout: self.header_timeout,
             idle_stream_timeout: self.idle_stream_timeout,
+            visitor_rate: std::num::NonZeroU32::new(self.visitor_rate),
             resume_grace: self.resume_grace,
             fd_budget: self.fd_budget,
             ..Limits::default()

@@ -40,6 +40,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// A stream that moves nothing either way this long is reset with IDLE_TIMEOUT (0: never).
     pub idle_stream_timeout: Duration,
+    /// New public requests and TCP connections one visitor address may start per second (and
+    /// in one burst); `None`: no limit.
+    pub visitor_rate: Option<std::num::NonZeroU32>,
     /// Accepted connections at once (the file-descriptor budget); `None`: the open-file limit
     /// minus a reserve.
     pub fd_budget: Option<usize>,
@@ -62,6 +65,7 @@ impl Default for Limits {
             response_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
             idle_stream_timeout: Duration::from_secs(300),
+            visitor_rate: None,
             fd_budget: None,
         }
     }

@@ -135,6 +135,11 @@ async fn handle(
             reserved(&state, peer, req).await
         }
         _ if state.is_draining() => visitor_error::shutting_down().map(full),
+        ListenerKind::Main | ListenerKind::Dedicated(_)
+            if over_visitor_rate(&state, peer, &req, host.as_deref()) =>
+        {
+            visitor_error::too_many_requests().map(full)
+        }
         ListenerKind::Main => routed(&state, peer, host.as_deref(), req).await,
         ListenerKind::Dedicated(pick) => forward(&state, peer, host.as_deref(), pick, req).await,
         ListenerKind::Control => control(&state, peer, req).await,
@@ -151,6 +156,21 @@ async fn handle(
         );
     }
     resp
+}
+
+/// Whether the visitor (as the edge believes it, after trusted proxies) has started more
+/// requests this second than `--visitor-rate` allows.
+fn over_visitor_rate(
+    state: &ServerState,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+    host: Option<&str>,
+) -> bool {
+    let Some(rate) = &state.visitor_rate else {
+        return false;
+    };
+    let trusted = &state.config.trusted_proxies;
+    !rate.admit(client_info(peer, req.headers(), false, host, trusted).client_ip)
 }
 
 async fn routed(

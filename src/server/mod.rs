@@ -16,6 +16,7 @@ mod routes;
 mod session_task;
 mod sessions;
 mod state;
+mod visitor_rate;
 
 use std::io;
 use std::net::SocketAddr;

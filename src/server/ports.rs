@@ -15,6 +15,7 @@ use super::listener::{accept_loop, ListenerKind};
 use super::routes::{Holder, RoutePick};
 use super::sessions::{BindingRecord, SessionEntry};
 use super::state::ServerState;
+use super::visitor_rate::VisitorRate;
 use crate::http::edge::allowed_addresses::AllowedAddresses;
 use crate::proto::{Bind, BindErrorCode, BindId, BindKind, BindMode, StreamOpen};
 
@@ -190,6 +191,7 @@ async fn expose(
                 bind_id,
                 state.fd_budget.clone(),
                 allow_list(bind)?,
+                state.visitor_rate.clone(),
             ));
             (task, format!("tcp://{host}:{port}"))
         }
@@ -270,6 +272,7 @@ async fn pull(
         bind_id,
         state.fd_budget.clone(),
         None,
+        None,
     ));
     record(
         entry,
@@ -326,6 +329,7 @@ async fn tcp_accept_loop(
     bind_id: BindId,
     budget: FdBudget,
     allow: Option<AllowedAddresses>,
+    rate: Option<Arc<VisitorRate>>,
 ) {
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -338,6 +342,10 @@ async fn tcp_accept_loop(
         };
         if allow.as_ref().is_some_and(|a| !a.admits(peer.ip())) {
             tracing::info!(%peer, bind_id, "visitor not in --cidr-allow; connection closed");
+            continue;
+        }
+        if rate.as_ref().is_some_and(|r| !r.admit(peer.ip())) {
+            tracing::info!(%peer, bind_id, "visitor over --visitor-rate; connection closed");
             continue;
         }
         let Some(permit) = budget.try_acquire() else {

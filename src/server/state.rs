@@ -2,12 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 
 use super::config::ServerConfig;
 use super::counters::Counters;
 use super::fd_budget::FdBudget;
 use super::routes::RouteTable;
 use super::sessions::SessionTable;
+use super::visitor_rate::VisitorRate;
 
 /// Everything the server's tasks share.
 #[derive(Debug)]
@@ -24,6 +26,8 @@ pub struct ServerState {
     pub fd_budget: FdBudget,
     /// Event counters for metrics.
     pub counters: Counters,
+    /// Per-visitor start rate, when limited.
+    pub visitor_rate: Option<Arc<VisitorRate>>,
     next_bind_id: AtomicU32,
     draining: AtomicBool,
 }
@@ -32,7 +36,12 @@ impl ServerState {
     /// Fresh state for a server bound at `local_addr`.
     pub fn new(config: ServerConfig, local_addr: SocketAddr) -> Self {
         let fd_budget = FdBudget::new(config.limits.fd_budget);
+        let visitor_rate = config
+            .limits
+            .visitor_rate
+            .map(|r| Arc::new(VisitorRate::new(r)));
         Self {
+            visitor_rate,
             config,
             local_addr,
             sessions: SessionTable::default(),

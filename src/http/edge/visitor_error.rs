@@ -62,6 +62,19 @@ fn service(addr: SocketAddr) -> String {
     }
 }
 
+/// 429 with `Retry-After: 1`: this visitor started more requests this second than the
+/// server's `--visitor-rate` allows.
+pub fn too_many_requests() -> Response<Bytes> {
+    let mut response = text(
+        StatusCode::TOO_MANY_REQUESTS,
+        "underpass: too many requests from your address; slow down\n".into(),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 /// 403: the binding admits only some addresses (`--cidr-allow`) and `visitor` is not one.
 pub fn not_allowed(visitor: IpAddr) -> Response<Bytes> {
     text(
