@@ -190,8 +190,10 @@ async fn expose(
                 entry.clone(),
                 bind_id,
                 state.fd_budget.clone(),
-                allow_list(bind)?,
-                state.visitor_rate.clone(),
+                ConnectionGate {
+                    allow: allow_list(bind)?,
+                    rate: state.visitor_rate.clone(),
+                },
             ));
             (task, format!("tcp://{host}:{port}"))
         }
@@ -271,8 +273,8 @@ async fn pull(
         entry.clone(),
         bind_id,
         state.fd_budget.clone(),
-        None,
-        None,
+        // Pull listens on loopback for server-side code: nobody to keep out.
+        ConnectionGate::default(),
     ));
     record(
         entry,
@@ -323,13 +325,33 @@ fn forward(
 
 /// Each accepted connection becomes a stream to the client. While the session is parked for
 /// resume (or full), new connections are dropped but the port stays bound.
+/// Who may open a connection through a public TCP port: the binding's allow list and the
+/// server's per-visitor rate.
+#[derive(Default)]
+struct ConnectionGate {
+    allow: Option<AllowedAddresses>,
+    rate: Option<Arc<VisitorRate>>,
+}
+
+impl ConnectionGate {
+    /// Why a connection from `ip` is refused, if it is (an admitted one counts against the rate).
+    fn refusal(&self, ip: std::net::IpAddr) -> Option<&'static str> {
+        if self.allow.as_ref().is_some_and(|a| !a.admits(ip)) {
+            return Some("visitor not in --cidr-allow");
+        }
+        if self.rate.as_ref().is_some_and(|r| !r.admit(ip)) {
+            return Some("visitor over --visitor-rate");
+        }
+        None
+    }
+}
+
 async fn tcp_accept_loop(
     listener: TcpListener,
     entry: Arc<SessionEntry>,
     bind_id: BindId,
     budget: FdBudget,
-    allow: Option<AllowedAddresses>,
-    rate: Option<Arc<VisitorRate>>,
+    gate: ConnectionGate,
 ) {
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -340,12 +362,9 @@ async fn tcp_accept_loop(
                 continue;
             }
         };
-        if allow.as_ref().is_some_and(|a| !a.admits(peer.ip())) {
-            tracing::info!(%peer, bind_id, "visitor not in --cidr-allow; connection closed");
-            continue;
-        }
-        if rate.as_ref().is_some_and(|r| !r.admit(peer.ip())) {
-            tracing::info!(%peer, bind_id, "visitor over --visitor-rate; connection closed");
+        if let Some(why) = gate.refusal(peer.ip()) {
+            // Debug, not info: a flood would otherwise become a flood of log lines.
+            tracing::debug!(%peer, bind_id, "{why}; connection closed");
             continue;
         }
         let Some(permit) = budget.try_acquire() else {
