@@ -18,6 +18,16 @@ fn open_streams(session: &Session) -> usize {
     session.inspect(|st| st.stream_count())
 }
 
+/// Waits (up to 10 s) until neither end of the session tracks a stream.
+async fn no_streams_left(server_side: &Session, client_side: &Session) {
+    within(10, async {
+        while open_streams(server_side) + open_streams(client_side) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn every_way_a_visitor_can_leave_frees_its_stream_on_both_ends() {
     let server = domain_server().await;
@@ -99,12 +109,7 @@ async fn every_way_a_visitor_can_leave_frees_its_stream_on_both_ends() {
 
     let server_side = server.sessions().pop().unwrap().1;
     let client_side = client.mux();
-    within(10, async {
-        while open_streams(&server_side) + open_streams(&client_side) > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    no_streams_left(&server_side, &client_side).await;
     let opened = server_side.inspect(|st| st.stats().streams_opened);
     // 20 + 5 + 5 + 5 + 15 visits; an aborted upload may in rare cases die before its head.
     assert!(
@@ -150,12 +155,7 @@ async fn an_app_that_never_answers_does_not_keep_the_stream_after_the_504() {
     assert_eq!(r.status, http::StatusCode::GATEWAY_TIMEOUT, "upgrade");
     let server_side = server.sessions().pop().unwrap().1;
     let client_side = client.mux();
-    within(10, async {
-        while open_streams(&server_side) + open_streams(&client_side) > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    no_streams_left(&server_side, &client_side).await;
 }
 
 #[tokio::test]
@@ -182,10 +182,5 @@ async fn a_visitor_that_leaves_before_the_answer_frees_the_stream_long_before_th
     .await;
     drop(v);
     // Freed within 10 s, where the response timeout alone would take 60.
-    within(10, async {
-        while open_streams(&server_side) + open_streams(&client_side) > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    no_streams_left(&server_side, &client_side).await;
 }
