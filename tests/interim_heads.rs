@@ -56,6 +56,18 @@ async fn early_hints_app() -> u16 {
     interim_app(EARLY_HINTS, None).await
 }
 
+/// A server with route `hints` to an [`interim_app`] that sends `interim`, visited once with
+/// the raw `request`; what came back.
+async fn visit_interim_app(interim: &'static [u8], request: &[u8]) -> String {
+    let server = domain_server().await;
+    let client = client(&server).await;
+    let _binding = client
+        .expose_http(interim_app(interim, None).await, &named("hints"))
+        .await
+        .unwrap();
+    raw_visit(&server, request).await
+}
+
 /// Sends a raw request to the server's public port and reads until the server closes.
 async fn raw_visit(server: &Server, request: &[u8]) -> String {
     let mut tcp = tokio::net::TcpStream::connect(server.local_addr())
@@ -144,14 +156,8 @@ async fn a_visitor_gets_early_hints_before_the_app_has_decided_its_answer() {
 
 #[tokio::test]
 async fn an_http_1_0_visitor_never_sees_an_interim_head() {
-    let server = domain_server().await;
-    let client = client(&server).await;
-    let _binding = client
-        .expose_http(early_hints_app().await, &named("hints"))
-        .await
-        .unwrap();
-    let text = raw_visit(
-        &server,
+    let text = visit_interim_app(
+        EARLY_HINTS,
         b"GET / HTTP/1.0\r\nHost: hints.example.test\r\n\r\n",
     )
     .await;
@@ -164,14 +170,8 @@ async fn an_http_1_0_visitor_never_sees_an_interim_head() {
 async fn the_apps_100_continue_and_interim_hop_by_hop_headers_stay_behind() {
     const INTERIM: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n\
         HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\nconnection: x-hop\r\nx-hop: 1\r\n\r\n";
-    let server = domain_server().await;
-    let client = client(&server).await;
-    let _binding = client
-        .expose_http(interim_app(INTERIM, None).await, &named("hints"))
-        .await
-        .unwrap();
-    let text = raw_visit(
-        &server,
+    let text = visit_interim_app(
+        INTERIM,
         b"GET / HTTP/1.1\r\nHost: hints.example.test\r\nConnection: close\r\n\r\n",
     )
     .await;
@@ -188,14 +188,8 @@ async fn the_apps_100_continue_and_interim_hop_by_hop_headers_stay_behind() {
 #[tokio::test]
 async fn an_endless_run_of_interim_heads_is_cut_at_sixteen() {
     let flood: &'static [u8] = EARLY_HINTS.repeat(40).leak();
-    let server = domain_server().await;
-    let client = client(&server).await;
-    let _binding = client
-        .expose_http(interim_app(flood, None).await, &named("hints"))
-        .await
-        .unwrap();
-    let text = raw_visit(
-        &server,
+    let text = visit_interim_app(
+        flood,
         b"GET / HTTP/1.1\r\nHost: hints.example.test\r\nConnection: close\r\n\r\n",
     )
     .await;
@@ -209,14 +203,8 @@ async fn an_endless_run_of_interim_heads_is_cut_at_sixteen() {
 
 #[tokio::test]
 async fn pipelined_requests_get_whole_answers_in_order() {
-    let server = domain_server().await;
-    let client = client(&server).await;
-    let _binding = client
-        .expose_http(early_hints_app().await, &named("hints"))
-        .await
-        .unwrap();
-    let text = raw_visit(
-        &server,
+    let text = visit_interim_app(
+        EARLY_HINTS,
         b"GET /a HTTP/1.1\r\nHost: hints.example.test\r\n\r\n\
           GET /b HTTP/1.1\r\nHost: hints.example.test\r\n\r\n\
           GET /c HTTP/1.1\r\nHost: hints.example.test\r\nConnection: close\r\n\r\n",
