@@ -666,8 +666,10 @@ async fn http_and_tcp_take_a_host_port_target() {
 }
 
 #[tokio::test]
-async fn a_malformed_cidr_allow_is_refused_before_connecting() {
+async fn a_malformed_address_list_is_refused_before_connecting() {
     for cmd in ["http", "tcp"] {
+        let err = run_failing(&[cmd, "3000", "--cidr-deny", "nope", "--token", "tok"], &[]).await;
+        assert!(err.contains("nope") && err.contains("--cidr-deny"), "{err}");
         let err = run_failing(
             &[
                 cmd,

@@ -65,6 +65,7 @@ fn every_frame() -> Vec<Frame> {
                 password: "pw".into(),
             }),
             cidr_allow: Some(vec!["10.0.0.0/8".into()]),
+            cidr_deny: Some(vec!["10.6.6.6".into()]),
         }),
         Frame::BindOk(BindOk {
             client_bind_ref: json!(7),

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use super::client_args::ClientArgs;
 use super::supervise;
 use crate::client::{ClientError, HttpExpose};
-use crate::http::edge::allowed_addresses::AllowedAddresses;
+use crate::http::edge::address_policy::AddressPolicy;
 use crate::http::edge::routing::validate_route_name;
 use crate::proto::RouteMode;
 
@@ -50,6 +50,9 @@ pub struct HttpArgs {
     /// repeatable or a comma list. Others get 403.
     #[arg(long, env = "UNDERPASS_CIDR_ALLOW", value_delimiter = ',')]
     pub cidr_allow: Vec<String>,
+    /// Refuse visitors from these addresses (same forms), even inside --cidr-allow.
+    #[arg(long, env = "UNDERPASS_CIDR_DENY", value_delimiter = ',')]
+    pub cidr_deny: Vec<String>,
     #[command(flatten)]
     /// Connection flags.
     pub client: ClientArgs,
@@ -82,21 +85,28 @@ impl HttpArgs {
             port: self.port,
             basic_auth_username: self.basic_auth_username.clone().filter(|u| !u.is_empty()),
             basic_auth_password: password,
-            cidr_allow: checked_cidr_allow(&self.cidr_allow)?,
+            cidr_allow: cidr_entries(&self.cidr_allow),
+            cidr_deny: checked_cidr_deny(&self.cidr_allow, &self.cidr_deny)?,
         })
     }
 }
 
-/// Checks `--cidr-allow` entries before connecting, so a typo is a clear error here rather
-/// than a BIND_ERR later; empty entries (an empty env value) are dropped.
-pub fn checked_cidr_allow(entries: &[String]) -> Result<Vec<String>, String> {
-    let entries: Vec<String> = entries
+/// The non-empty entries of an address flag (an empty env value names nothing).
+pub fn cidr_entries(entries: &[String]) -> Vec<String> {
+    entries
         .iter()
         .map(|e| e.trim().to_string())
         .filter(|e| !e.is_empty())
-        .collect();
-    AllowedAddresses::parse(&entries)?;
-    Ok(entries)
+        .collect()
+}
+
+/// Checks `--cidr-allow` and `--cidr-deny` before connecting, so a typo is a clear error here
+/// rather than a BIND_ERR later; returns the deny entries (the allow entries are
+/// [`cidr_entries`] of theirs).
+pub fn checked_cidr_deny(allow: &[String], deny: &[String]) -> Result<Vec<String>, String> {
+    let deny = cidr_entries(deny);
+    AddressPolicy::parse(&cidr_entries(allow), &deny)?;
+    Ok(deny)
 }
 
 /// Runs until Ctrl-C; reconnects keep the route (an assigned name is reused).

@@ -7,7 +7,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::client_args::{ClientArgs, TransportChoice};
-use super::http_cmd::{checked_cidr_allow, ModeArg};
+use super::http_cmd::{checked_cidr_deny, cidr_entries, ModeArg};
 use super::service_target::{resolve, service_target};
 use super::supervise;
 use crate::client::{Binding, ClientError, ClientSession, HttpExpose, TcpExpose};
@@ -86,6 +86,9 @@ pub struct HttpEntry {
     /// Visitor addresses admitted (empty = everyone).
     #[serde(default)]
     pub cidr_allow: Vec<String>,
+    /// Visitor addresses refused, even inside `cidr_allow`.
+    #[serde(default)]
+    pub cidr_deny: Vec<String>,
 }
 
 /// One `[[tcp]]` table.
@@ -105,6 +108,9 @@ pub struct TcpEntry {
     /// Visitor addresses admitted (empty = everyone).
     #[serde(default)]
     pub cidr_allow: Vec<String>,
+    /// Visitor addresses refused, even inside `cidr_allow`.
+    #[serde(default)]
+    pub cidr_deny: Vec<String>,
 }
 
 /// One `[[pull]]` table.
@@ -176,7 +182,8 @@ fn http_spec(e: &HttpEntry) -> Result<HttpExpose, String> {
         port: e.public_port,
         basic_auth_username: e.basic_auth_username.clone(),
         basic_auth_password: e.basic_auth_password.clone(),
-        cidr_allow: checked_cidr_allow(&e.cidr_allow)?,
+        cidr_allow: cidr_entries(&e.cidr_allow),
+        cidr_deny: checked_cidr_deny(&e.cidr_allow, &e.cidr_deny)?,
     })
 }
 
@@ -225,7 +232,8 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
         let (to, text) = target(t.port, t.to.as_deref()).await?;
         let mut spec = TcpExpose::at(to).remote_port(t.remote_port);
         spec.proxy_protocol = t.proxy_protocol;
-        spec.cidr_allow = checked_cidr_allow(&t.cidr_allow)?;
+        spec.cidr_deny = checked_cidr_deny(&t.cidr_allow, &t.cidr_deny)?;
+        spec.cidr_allow = cidr_entries(&t.cidr_allow);
         tcp.push((text, spec));
     }
     let mut pulls = Vec::new();

@@ -28,6 +28,9 @@ pub struct TcpArgs {
     /// repeatable or a comma list. Others are disconnected at once.
     #[arg(long, env = "UNDERPASS_CIDR_ALLOW", value_delimiter = ',')]
     pub cidr_allow: Vec<String>,
+    /// Refuse visitors from these addresses (same forms), even inside --cidr-allow.
+    #[arg(long, env = "UNDERPASS_CIDR_DENY", value_delimiter = ',')]
+    pub cidr_deny: Vec<String>,
     #[command(flatten)]
     /// Connection flags.
     pub client: ClientArgs,
@@ -78,17 +81,20 @@ pub async fn run_tcp(args: TcpArgs) -> Result<(), String> {
     let opts = args.client.options()?;
     let host = server_host(&args.client);
     let remote = remembered(args.port.unwrap_or(0));
-    let cidr_allow = super::http_cmd::checked_cidr_allow(&args.cidr_allow)?;
+    let cidr_deny = super::http_cmd::checked_cidr_deny(&args.cidr_allow, &args.cidr_deny)?;
+    let cidr_allow = super::http_cmd::cidr_entries(&args.cidr_allow);
     let to = super::service_target::resolve(&args.target).await?;
     let proxy_protocol = args.proxy_protocol;
     supervise::run(opts, move |session, first| {
         let host = host.clone();
         let remote = remote.clone();
         let cidr_allow = cidr_allow.clone();
+        let cidr_deny = cidr_deny.clone();
         async move {
             let mut spec = TcpExpose::at(to).remote_port(remote.load(Ordering::Relaxed));
             spec.proxy_protocol = proxy_protocol;
             spec.cidr_allow = cidr_allow;
+            spec.cidr_deny = cidr_deny;
             let b = session.expose_tcp_with(&spec).await?;
             remote.store(b.container_port(), Ordering::Relaxed);
             if first {

@@ -35,6 +35,8 @@ pub struct HttpExpose {
     pub basic_auth_password: Option<String>,
     /// Visitor addresses admitted (IPs, CIDR ranges, `loopback`, `private`); empty = everyone.
     pub cidr_allow: Vec<String>,
+    /// Visitor addresses refused (same forms), even inside `cidr_allow`.
+    pub cidr_deny: Vec<String>,
 }
 
 impl HttpExpose {
@@ -72,13 +74,14 @@ impl HttpExpose {
                 username: self.basic_auth_username.clone(),
                 password: p.clone(),
             }),
-            cidr_allow: cidr_allow(&self.cidr_allow),
+            cidr_allow: cidr_list(&self.cidr_allow),
+            cidr_deny: cidr_list(&self.cidr_deny),
         }
     }
 }
 
-/// The wire form of an allow list: absent when empty (a plain bind, as other clients send).
-fn cidr_allow(entries: &[String]) -> Option<Vec<String>> {
+/// The wire form of an address list: absent when empty (a plain bind, as other clients send).
+fn cidr_list(entries: &[String]) -> Option<Vec<String>> {
     (!entries.is_empty()).then(|| entries.to_vec())
 }
 
@@ -94,6 +97,7 @@ fn tcp_bind(mode: BindMode, port: u16) -> Bind {
         route: None,
         basic_auth: None,
         cidr_allow: None,
+        cidr_deny: None,
     }
 }
 
@@ -110,6 +114,8 @@ pub struct TcpExpose {
     pub proxy_protocol: Option<ProxyProtocol>,
     /// Visitor addresses admitted (IPs, CIDR ranges, `loopback`, `private`); empty = everyone.
     pub cidr_allow: Vec<String>,
+    /// Visitor addresses refused (same forms), even inside `cidr_allow`.
+    pub cidr_deny: Vec<String>,
 }
 
 impl TcpExpose {
@@ -125,6 +131,7 @@ impl TcpExpose {
             remote_port: 0,
             proxy_protocol: None,
             cidr_allow: Vec::new(),
+            cidr_deny: Vec::new(),
         }
     }
 
@@ -202,7 +209,8 @@ impl ClientSession {
             None => StreamHandler::Tcp(spec.to),
         };
         let mut bind = tcp_bind(BindMode::Expose, spec.remote_port);
-        bind.cidr_allow = cidr_allow(&spec.cidr_allow);
+        bind.cidr_allow = cidr_list(&spec.cidr_allow);
+        bind.cidr_deny = cidr_list(&spec.cidr_deny);
         self.bind(bind, handler).await
     }
 

@@ -103,7 +103,7 @@ pub enum BindErrorCode {
     InvalidName,
     /// *(underpass)* The server does not allow forwarding to this port.
     ForbiddenPort,
-    /// *(underpass)* A `cidrAllow` entry is not an address or range.
+    /// *(underpass)* A `cidrAllow` or `cidrDeny` entry is not an address or range.
     InvalidPolicy,
     /// A code this build does not know.
     #[serde(other)]

@@ -242,6 +242,9 @@ pub struct Bind {
     /// `private`; absent or empty = everyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cidr_allow: Option<Vec<String>>,
+    /// *(underpass)* Visitor addresses an expose refuses (same forms), even inside `cidrAllow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr_deny: Option<Vec<String>>,
 }
 
 /// BIND_OK: the binding exists.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::routes::{Holder, RouteGuard};
 use super::sessions::{BindingRecord, SessionEntry};
 use super::state::ServerState;
-use crate::http::edge::allowed_addresses::AllowedAddresses;
+use crate::http::edge::address_policy::AddressPolicy;
 use crate::http::edge::basic_auth::BasicAuthPolicy;
 use crate::http::edge::routing::{random_route_name, validate_route_name};
 use crate::mux::MuxStream;
@@ -75,10 +75,10 @@ async fn try_bind(
             format!("this session already holds {cap} bindings (server limit)"),
         ));
     }
-    if allow_list(&bind)?.is_some() && bind.mode != BindMode::Expose {
+    if address_policy(&bind)?.is_some() && bind.mode != BindMode::Expose {
         return Err(Refusal::new(
             BindErrorCode::InvalidKind,
-            "cidrAllow applies to exposes; pull and forward listen on loopback only",
+            "cidrAllow and cidrDeny apply to exposes; pull and forward listen on loopback only",
         ));
     }
     let bind_id = state.next_bind_id();
@@ -217,14 +217,17 @@ async fn bind_http(
 pub fn route_guard(bind: &Bind) -> Result<RouteGuard, Refusal> {
     Ok(RouteGuard {
         auth: auth_policy(bind),
-        allow: allow_list(bind)?,
+        addresses: address_policy(bind)?,
     })
 }
 
-/// The visitor allow list a bind asks for; `None` admits everyone.
-pub fn allow_list(bind: &Bind) -> Result<Option<AllowedAddresses>, Refusal> {
-    AllowedAddresses::parse(bind.cidr_allow.as_deref().unwrap_or_default())
-        .map_err(|e| Refusal::new(BindErrorCode::InvalidPolicy, e))
+/// The visitor address policy a bind asks for; `None` admits everyone.
+pub fn address_policy(bind: &Bind) -> Result<Option<AddressPolicy>, Refusal> {
+    AddressPolicy::parse(
+        bind.cidr_allow.as_deref().unwrap_or_default(),
+        bind.cidr_deny.as_deref().unwrap_or_default(),
+    )
+    .map_err(|e| Refusal::new(BindErrorCode::InvalidPolicy, e))
 }
 
 /// The Basic Auth a bind asks for, as the edge checks it.

@@ -201,10 +201,10 @@ async fn forward(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let trusted = &state.config.trusted_proxies;
-    if let Some(allow) = &pick.guard.allow {
+    if let Some(policy) = &pick.guard.addresses {
         // The visitor as the edge believes it: behind a trusted proxy, its forwarded address.
         let visitor = client_info(peer, req.headers(), false, host, trusted).client_ip;
-        if !allow.admits(visitor) {
+        if !policy.admits(visitor) {
             return visitor_error::not_allowed(visitor).map(full);
         }
     }

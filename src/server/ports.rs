@@ -9,14 +9,14 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::net::TcpListener;
 
-use super::bindings::{allow_list, revoke, route_guard, PortGrant, Refusal};
+use super::bindings::{address_policy, revoke, route_guard, PortGrant, Refusal};
 use super::fd_budget::FdBudget;
 use super::listener::{accept_loop, ListenerKind};
 use super::routes::{Holder, RoutePick};
 use super::sessions::{BindingRecord, SessionEntry};
 use super::state::ServerState;
 use super::visitor_rate::VisitorRate;
-use crate::http::edge::allowed_addresses::AllowedAddresses;
+use crate::http::edge::address_policy::AddressPolicy;
 use crate::proto::{Bind, BindErrorCode, BindId, BindKind, BindMode, StreamOpen};
 
 /// Opens the port side of a binding.
@@ -191,7 +191,7 @@ async fn expose(
                 bind_id,
                 state.fd_budget.clone(),
                 ConnectionGate {
-                    allow: allow_list(bind)?,
+                    addresses: address_policy(bind)?,
                     rate: state.visitor_rate.clone(),
                 },
             ));
@@ -325,19 +325,19 @@ fn forward(
 
 /// Each accepted connection becomes a stream to the client. While the session is parked for
 /// resume (or full), new connections are dropped but the port stays bound.
-/// Who may open a connection through a public TCP port: the binding's allow list and the
+/// Who may open a connection through a public TCP port: the binding's address policy and the
 /// server's per-visitor rate.
 #[derive(Default)]
 struct ConnectionGate {
-    allow: Option<AllowedAddresses>,
+    addresses: Option<AddressPolicy>,
     rate: Option<Arc<VisitorRate>>,
 }
 
 impl ConnectionGate {
     /// Why a connection from `ip` is refused, if it is (an admitted one counts against the rate).
     fn refusal(&self, ip: std::net::IpAddr) -> Option<&'static str> {
-        if self.allow.as_ref().is_some_and(|a| !a.admits(ip)) {
-            return Some("visitor not in --cidr-allow");
+        if self.addresses.as_ref().is_some_and(|a| !a.admits(ip)) {
+            return Some("visitor refused by --cidr-allow/--cidr-deny");
         }
         if self.rate.as_ref().is_some_and(|r| !r.admit(ip)) {
             return Some("visitor over --visitor-rate");

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::sessions::SessionEntry;
 
-use crate::http::edge::allowed_addresses::AllowedAddresses;
+use crate::http::edge::address_policy::AddressPolicy;
 use crate::http::edge::basic_auth::{same_policy, BasicAuthPolicy};
 use crate::mux::Session;
 use crate::proto::{BindErrorCode, BindId, RouteMode};
@@ -39,14 +39,14 @@ impl Holder {
     }
 }
 
-/// Who may use a route or a dedicated port: its Basic Auth and its visitor allow list. Cluster
-/// holders of one route must agree on both.
+/// Who may use a route or a dedicated port: its Basic Auth and its visitor address policy.
+/// Cluster holders of one route must agree on both.
 #[derive(Debug, Clone, Default)]
 pub struct RouteGuard {
     /// Basic Auth to check first.
     pub auth: Option<BasicAuthPolicy>,
     /// Visitor addresses admitted; `None`: everyone.
-    pub allow: Option<AllowedAddresses>,
+    pub addresses: Option<AddressPolicy>,
 }
 
 /// A route and its holders.
@@ -94,7 +94,7 @@ impl RouteTable {
 
     /// Claims `name` for `holder`. Single mode refuses a second holder unless `takeover`, in
     /// which case the previous holders are returned so the caller can revoke them; cluster
-    /// holders must agree on mode, Basic Auth and allow list.
+    /// holders must agree on mode, Basic Auth and address policy.
     pub fn claim(
         &self,
         name: &str,
@@ -142,11 +142,11 @@ impl RouteTable {
                 ),
             });
         }
-        if entry.guard.allow != guard.allow {
+        if entry.guard.addresses != guard.addresses {
             return Err(ClaimError {
                 code: BindErrorCode::ModeMismatch,
                 message: format!(
-                    "route '{name}' is held with a different --cidr-allow list; cluster clients must agree"
+                    "route '{name}' is held with different --cidr-allow/--cidr-deny lists; cluster clients must agree"
                 ),
             });
         }

@@ -118,6 +118,7 @@ pub fn raw_bind(kind: BindKind, mode: BindMode, port: u16) -> Bind {
         route: None,
         basic_auth: None,
         cidr_allow: None,
+        cidr_deny: None,
     }
 }
 

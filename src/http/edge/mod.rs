@@ -4,7 +4,7 @@
 //! token comparison and the error responses a visitor sees. Keeping it free of I/O lets the
 //! server's request path stay thin and lets these rules be tested exhaustively in isolation.
 
-pub mod allowed_addresses;
+pub mod address_policy;
 pub mod basic_auth;
 pub mod forwarded;
 pub mod hop_by_hop;

@@ -75,7 +75,7 @@ pub fn too_many_requests() -> Response<Bytes> {
     response
 }
 
-/// 403: the binding admits only some addresses (`--cidr-allow`) and `visitor` is not one.
+/// 403: the binding's address policy (`--cidr-allow`, `--cidr-deny`) refuses `visitor`.
 pub fn not_allowed(visitor: IpAddr) -> Response<Bytes> {
     text(
         StatusCode::FORBIDDEN,

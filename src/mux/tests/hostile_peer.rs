@@ -65,7 +65,7 @@ fn peer_frame() -> impl Strategy<Value = Frame> {
 #[derive(Debug, Clone)]
 enum Step {
     /// A frame from the peer on a carrier (3 does not exist).
-    Peer(usize, Frame),
+    Peer(usize, Box<Frame>),
     /// The peer opens its next stream properly, on a carrier.
     PeerOpen(usize),
     /// The owner opens a stream.
@@ -88,7 +88,7 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0usize..4, peer_frame()).prop_map(|(c, f)| Step::Peer(c, f)),
+        6 => (0usize..4, peer_frame()).prop_map(|(c, f)| Step::Peer(c, Box::new(f))),
         3 => (0usize..3).prop_map(Step::PeerOpen),
         1 => Just(Step::Open),
         2 => (0u32..12, 1usize..100_000).prop_map(|(id, n)| Step::Write(id, n)),
@@ -126,10 +126,10 @@ fn run(role: Role, steps: Vec<Step>) {
                 next_peer_id += 2;
                 Step::Peer(
                     carrier,
-                    Frame::StreamOpen {
+                    Box::new(Frame::StreamOpen {
                         stream_id: next_peer_id - 2,
                         open: StreamOpen::tcp(1),
-                    },
+                    }),
                 )
             }
             other => other,
@@ -137,7 +137,7 @@ fn run(role: Role, steps: Vec<Step>) {
         match step {
             Step::PeerOpen(_) => unreachable!("turned into a frame above"),
             Step::Peer(carrier, frame) => {
-                if let Err(e) = st.handle_frame(carrier, frame, now) {
+                if let Err(e) = st.handle_frame(carrier, *frame, now) {
                     // What the driver does with a fatal error.
                     assert_ne!(e.code(), ErrorCode::NO_ERROR, "{e}");
                     st.close(e.code(), &e.to_string());

@@ -1,7 +1,8 @@
-//! `--cidr-allow`: an expose admits only visitors from the listed addresses. HTTP visitors
-//! outside it get 403 (judged by the address the edge believes, so behind a trusted proxy the
-//! forwarded one); TCP visitors are disconnected. Cluster holders must agree; pull and forward
-//! refuse it; a malformed entry is refused with its own code.
+//! `--cidr-allow` and `--cidr-deny`: an expose admits only visitors from the allowed addresses
+//! and never those denied. HTTP visitors refused get 403 (judged by the address the edge
+//! believes, so behind a trusted proxy the forwarded one); TCP visitors are disconnected.
+//! Cluster holders must agree; pull and forward refuse a policy; a malformed entry is refused
+//! with its own code.
 
 mod common;
 
@@ -130,4 +131,39 @@ async fn cluster_holders_must_agree_and_loopback_bindings_refuse_it() {
     };
     let r = a.bind(bad, StreamHandler::Tcp(echo)).await;
     assert_eq!(bind_error(r), BindErrorCode::InvalidPolicy);
+}
+
+#[tokio::test]
+async fn a_deny_list_refuses_its_addresses_over_http_and_tcp() {
+    let server = domain_server().await;
+    let client = client(&server).await;
+    let port = echo_app("app").await;
+    let denied = HttpExpose {
+        cidr_deny: vec!["127.0.0.0/8".into()],
+        ..named("denied")
+    };
+    let _d = client.expose_http(port, &denied).await.unwrap();
+    let others = HttpExpose {
+        cidr_deny: vec!["198.51.100.0/24".into()],
+        ..named("others")
+    };
+    let _o = client.expose_http(port, &others).await.unwrap();
+    let r = get(server.local_addr(), "denied.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let r = get(server.local_addr(), "others.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    let echo = echo_server().await;
+    let mut spec = TcpExpose::at(echo);
+    // Allowed by the first list, refused by the second: deny wins.
+    spec.cidr_allow = vec!["loopback".into()];
+    spec.cidr_deny = vec!["127.0.0.1".into()];
+    let b = client.expose_tcp_with(&spec).await.unwrap();
+    let mut tcp = TcpStream::connect(("127.0.0.1", b.container_port()))
+        .await
+        .unwrap();
+    let _ = tcp.write_all(b"hello").await;
+    let mut got = Vec::new();
+    let _ = within(10, tcp.read_to_end(&mut got)).await;
+    assert!(got.is_empty(), "{got:?}");
 }
