@@ -4,10 +4,10 @@ use std::sync::{Arc, Mutex};
 
 use clap::{Args, ValueEnum};
 
+use super::address_args::AddressArgs;
 use super::client_args::ClientArgs;
 use super::supervise;
 use crate::client::{ClientError, HttpExpose};
-use crate::http::edge::address_policy::AddressPolicy;
 use crate::http::edge::routing::validate_route_name;
 use crate::proto::RouteMode;
 
@@ -46,13 +46,9 @@ pub struct HttpArgs {
     /// Basic Auth password; enables Basic Auth.
     #[arg(long, env = "UNDERPASS_BASIC_AUTH_PASSWORD", hide_env_values = true)]
     pub basic_auth_password: Option<String>,
-    /// Admit only visitors from these addresses: an IP, a CIDR range, loopback or private;
-    /// repeatable or a comma list. Others get 403.
-    #[arg(long, env = "UNDERPASS_CIDR_ALLOW", value_delimiter = ',')]
-    pub cidr_allow: Vec<String>,
-    /// Refuse visitors from these addresses (same forms), even inside --cidr-allow.
-    #[arg(long, env = "UNDERPASS_CIDR_DENY", value_delimiter = ',')]
-    pub cidr_deny: Vec<String>,
+    #[command(flatten)]
+    /// Which visitor addresses are admitted.
+    pub addresses: AddressArgs,
     #[command(flatten)]
     /// Connection flags.
     pub client: ClientArgs,
@@ -74,6 +70,7 @@ impl HttpArgs {
         {
             return Err("--basic-auth-username needs --basic-auth-password".into());
         }
+        let (cidr_allow, cidr_deny) = self.addresses.checked()?;
         Ok(HttpExpose {
             subdomain,
             route: true,
@@ -85,28 +82,10 @@ impl HttpArgs {
             port: self.port,
             basic_auth_username: self.basic_auth_username.clone().filter(|u| !u.is_empty()),
             basic_auth_password: password,
-            cidr_allow: cidr_entries(&self.cidr_allow),
-            cidr_deny: checked_cidr_deny(&self.cidr_allow, &self.cidr_deny)?,
+            cidr_allow,
+            cidr_deny,
         })
     }
-}
-
-/// The non-empty entries of an address flag (an empty env value names nothing).
-pub fn cidr_entries(entries: &[String]) -> Vec<String> {
-    entries
-        .iter()
-        .map(|e| e.trim().to_string())
-        .filter(|e| !e.is_empty())
-        .collect()
-}
-
-/// Checks `--cidr-allow` and `--cidr-deny` before connecting, so a typo is a clear error here
-/// rather than a BIND_ERR later; returns the deny entries (the allow entries are
-/// [`cidr_entries`] of theirs).
-pub fn checked_cidr_deny(allow: &[String], deny: &[String]) -> Result<Vec<String>, String> {
-    let deny = cidr_entries(deny);
-    AddressPolicy::parse(&cidr_entries(allow), &deny)?;
-    Ok(deny)
 }
 
 /// Runs until Ctrl-C; reconnects keep the route (an assigned name is reused).

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand, flags > `UNDERPASS_*` env > config file > defaults.
 
+mod address_args;
 mod admin_cmd;
 mod bench_cmd;
 mod client_args;

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
+use super::address_args;
 use super::client_args::{ClientArgs, TransportChoice};
-use super::http_cmd::{checked_cidr_deny, cidr_entries, ModeArg};
+use super::http_cmd::ModeArg;
 use super::service_target::{resolve, service_target};
 use super::supervise;
 use crate::client::{Binding, ClientError, ClientSession, HttpExpose, TcpExpose};
@@ -165,6 +166,7 @@ fn http_spec(e: &HttpEntry) -> Result<HttpExpose, String> {
             ))
         }
     };
+    let (cidr_allow, cidr_deny) = address_args::checked(&e.cidr_allow, &e.cidr_deny)?;
     Ok(HttpExpose {
         subdomain: e
             .subdomain
@@ -182,8 +184,8 @@ fn http_spec(e: &HttpEntry) -> Result<HttpExpose, String> {
         port: e.public_port,
         basic_auth_username: e.basic_auth_username.clone(),
         basic_auth_password: e.basic_auth_password.clone(),
-        cidr_allow: cidr_entries(&e.cidr_allow),
-        cidr_deny: checked_cidr_deny(&e.cidr_allow, &e.cidr_deny)?,
+        cidr_allow,
+        cidr_deny,
     })
 }
 
@@ -232,8 +234,7 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
         let (to, text) = target(t.port, t.to.as_deref()).await?;
         let mut spec = TcpExpose::at(to).remote_port(t.remote_port);
         spec.proxy_protocol = t.proxy_protocol;
-        spec.cidr_deny = checked_cidr_deny(&t.cidr_allow, &t.cidr_deny)?;
-        spec.cidr_allow = cidr_entries(&t.cidr_allow);
+        (spec.cidr_allow, spec.cidr_deny) = address_args::checked(&t.cidr_allow, &t.cidr_deny)?;
         tcp.push((text, spec));
     }
     let mut pulls = Vec::new();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
+use super::address_args::AddressArgs;
 use super::client_args::ClientArgs;
 use super::supervise;
 use crate::client::{ClientError, TcpExpose};
@@ -24,13 +25,9 @@ pub struct TcpArgs {
     /// naming the visitor, for services that log or filter by client address.
     #[arg(long, value_name = "VERSION")]
     pub proxy_protocol: Option<ProxyProtocol>,
-    /// Admit only visitors from these addresses: an IP, a CIDR range, loopback or private;
-    /// repeatable or a comma list. Others are disconnected at once.
-    #[arg(long, env = "UNDERPASS_CIDR_ALLOW", value_delimiter = ',')]
-    pub cidr_allow: Vec<String>,
-    /// Refuse visitors from these addresses (same forms), even inside --cidr-allow.
-    #[arg(long, env = "UNDERPASS_CIDR_DENY", value_delimiter = ',')]
-    pub cidr_deny: Vec<String>,
+    #[command(flatten)]
+    /// Which visitor addresses are admitted.
+    pub addresses: AddressArgs,
     #[command(flatten)]
     /// Connection flags.
     pub client: ClientArgs,
@@ -81,8 +78,7 @@ pub async fn run_tcp(args: TcpArgs) -> Result<(), String> {
     let opts = args.client.options()?;
     let host = server_host(&args.client);
     let remote = remembered(args.port.unwrap_or(0));
-    let cidr_deny = super::http_cmd::checked_cidr_deny(&args.cidr_allow, &args.cidr_deny)?;
-    let cidr_allow = super::http_cmd::cidr_entries(&args.cidr_allow);
+    let (cidr_allow, cidr_deny) = args.addresses.checked()?;
     let to = super::service_target::resolve(&args.target).await?;
     let proxy_protocol = args.proxy_protocol;
     supervise::run(opts, move |session, first| {
