@@ -7,7 +7,8 @@
 //! once it has been quiet for the whole timeout. A stream therefore ends between one timeout and
 //! one timeout plus two ticks (at most 1 s each) after its last byte.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use super::state::MuxState;
 use crate::proto::ErrorCode;

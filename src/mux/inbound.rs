@@ -2,7 +2,7 @@
 //! waits: data goes into the stream's buffer (bounded by the credit we granted), so one slow
 //! consumer never blocks the carrier's read loop.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use super::error::MuxError;
 use super::state::{MuxEvent, MuxState};

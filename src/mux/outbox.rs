@@ -3,7 +3,8 @@
 
 use std::collections::VecDeque;
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -3,7 +3,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 

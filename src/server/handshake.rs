@@ -2,7 +2,8 @@
 //! extra v2 carrier with a ticket.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use bytes::BytesMut;
 use rand::distr::{Alphanumeric, SampleString};

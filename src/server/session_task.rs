@@ -3,7 +3,7 @@
 //! every binding when it ends for good.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use super::bindings;
 use super::sessions::SessionEntry;

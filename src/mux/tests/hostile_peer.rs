@@ -102,7 +102,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn run(role: Role, steps: Vec<Step>) {
-    let mut now = std::time::Instant::now();
+    let mut now = tokio::time::Instant::now();
     let mut st = MuxState::new(
         MuxConfig {
             max_streams: 8,

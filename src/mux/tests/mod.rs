@@ -7,7 +7,7 @@ mod lifecycle;
 mod session;
 
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 
