@@ -3,98 +3,17 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{get, get_live, next_chunk, unused_addr, within, ws_handshake, TOKEN};
+use common::{
+    command, get, get_live, next_chunk, run_failing, server_process, spawn, unused_addr, within,
+    ws_handshake, TOKEN,
+};
 use futures_util::{SinkExt, StreamExt};
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_underpass");
-
-/// A running `underpass` process; killed when dropped.
-struct Proc {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
-    let mut child = command(args, env).spawn().expect("underpass binary runs");
-    let stdout = child.stdout.take().unwrap();
-    Proc {
-        child,
-        lines: BufReader::new(stdout).lines(),
-    }
-}
-
-impl Proc {
-    /// Next stdout line starting with `prefix`, returning the rest.
-    async fn expect_line(&mut self, prefix: &str) -> String {
-        within(20, async {
-            loop {
-                match self.lines.next_line().await.unwrap() {
-                    Some(line) if line.starts_with(prefix) => {
-                        return line[prefix.len()..].trim().to_string()
-                    }
-                    Some(_) => continue,
-                    None => {
-                        let mut err = String::new();
-                        if let Some(mut e) = self.child.stderr.take() {
-                            let _ = e.read_to_string(&mut err).await;
-                        }
-                        panic!("process ended before printing '{prefix}'; stderr:\n{err}");
-                    }
-                }
-            }
-        })
-        .await
-    }
-
-    /// The server's address, from the `control: ws://ADDR/__underpass__/control` line.
-    async fn expect_control(&mut self) -> SocketAddr {
-        let control = self.expect_line("control: ws://").await;
-        control
-            .trim_end_matches("/__underpass__/control")
-            .parse()
-            .unwrap()
-    }
-}
-
-/// Runs a command that must fail quickly; returns its stderr.
-async fn run_failing(args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = within(20, command(args, env).output()).await.unwrap();
-    assert!(!out.status.success(), "expected failure: {args:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A started `underpass server` and the address it printed.
-async fn server(extra: &[&str], env: &[(&str, &str)]) -> (Proc, SocketAddr) {
-    let mut args = vec!["server", "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let mut p = spawn(&args, env);
-    let addr = p.expect_control().await;
-    (p, addr)
-}
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// A local HTTP app answering "app <name> <path>".
 async fn app(name: &'static str) -> u16 {
@@ -167,7 +86,7 @@ async fn client_without_token_fails_clearly() {
 
 #[tokio::test]
 async fn client_with_wrong_token_exits_instead_of_retrying() {
-    let (_s, addr) = server(&["--token", "right"], &[]).await;
+    let (_s, addr) = server_process(&["--token", "right"], &[]).await;
     let url = format!("ws://{addr}");
     let err = run_failing(&["http", "3000", "--server", &url, "--token", "wrong"], &[]).await;
     assert!(err.contains("refused the token"), "{err}");
@@ -193,7 +112,7 @@ async fn bad_route_names_and_servers_are_refused_before_connecting() {
 
 #[tokio::test]
 async fn http_end_to_end_with_named_route_and_duplicate_refused() {
-    let (_s, addr) = server(&["--token", "tok", "--domain", "example.test"], &[]).await;
+    let (_s, addr) = server_process(&["--token", "tok", "--domain", "example.test"], &[]).await;
     let port = app("one").await.to_string();
     let url = format!("ws://{addr}");
     let mut client = spawn(&http_args(&port, &url, "Demo"), &[]);
@@ -215,7 +134,7 @@ async fn http_end_to_end_with_named_route_and_duplicate_refused() {
 
 #[tokio::test]
 async fn flags_beat_env_and_empty_env_is_ignored() {
-    let (_s, addr) = server(&["--token", "tok", "--domain", "example.test"], &[]).await;
+    let (_s, addr) = server_process(&["--token", "tok", "--domain", "example.test"], &[]).await;
     let port = app("env").await.to_string();
     let url = format!("ws://{addr}");
     let env = [
@@ -269,7 +188,7 @@ async fn an_assigned_name_survives_a_server_restart() {
 
 #[tokio::test]
 async fn tcp_and_pull_print_where_they_listen() {
-    let (_s, addr) = server(&["--token", "tok"], &[]).await;
+    let (_s, addr) = server_process(&["--token", "tok"], &[]).await;
     let echo = common::echo_server().await.port().to_string();
     let url = format!("ws://{addr}");
     let mut tcp = spawn(&["tcp", &echo, "--server", &url, "--token", "tok"], &[]);
@@ -293,7 +212,7 @@ async fn tcp_and_pull_print_where_they_listen() {
 
 #[tokio::test]
 async fn start_with_a_config_file() {
-    let (_s, addr) = server(&["--token", "tok", "--domain", "example.test"], &[]).await;
+    let (_s, addr) = server_process(&["--token", "tok", "--domain", "example.test"], &[]).await;
     let app_port = app("cfg").await;
     let echo = common::echo_server().await.port();
     let dir = std::env::temp_dir().join(format!("underpass-cli-{}", std::process::id()));
@@ -414,7 +333,7 @@ async fn quic_cert_cache_keeps_the_fingerprint_and_clients_pin_it() {
 
 #[tokio::test]
 async fn a_client_resumes_its_session_after_a_network_blip() {
-    let (_s, addr) = server(
+    let (_s, addr) = server_process(
         &[
             "--token",
             "tok",
@@ -475,7 +394,7 @@ async fn skill_install_writes_the_reference_and_refuses_to_overwrite() {
 
 #[tokio::test]
 async fn bench_measures_a_running_server() {
-    let (_server, addr) = server(&["--token", TOKEN], &[]).await;
+    let (_server, addr) = server_process(&["--token", TOKEN], &[]).await;
     let url = format!("ws://{addr}");
     let bench = [
         "bench",
@@ -579,7 +498,7 @@ async fn tcp_with_a_proxy_protocol_header() {
     .await;
     assert!(err.contains("v3") && err.contains("v1 or v2"), "{err}");
 
-    let (_s, addr) = server(&["--token", "tok"], &[]).await;
+    let (_s, addr) = server_process(&["--token", "tok"], &[]).await;
     // The service answers each connection with the first line it received: the header.
     let service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = service.local_addr().unwrap().port().to_string();
@@ -648,7 +567,7 @@ async fn http_and_tcp_take_a_host_port_target() {
             });
         }
     });
-    let (_s, addr) = server(&["--token", "tok", "--domain", "example.test"], &[]).await;
+    let (_s, addr) = server_process(&["--token", "tok", "--domain", "example.test"], &[]).await;
     let url = format!("ws://{addr}");
     let _http = spawn(&http_args(&target, &url, "nas"), &[]);
     assert_eq!(wait_routed(addr, "nas.example.test").await, "nas");

@@ -7,12 +7,15 @@
 
 mod apps;
 mod http;
+mod process;
 
 // Not every test file uses every helper.
 #[allow(unused_imports)]
 pub use self::apps::*;
 #[allow(unused_imports)]
 pub use self::http::*;
+#[allow(unused_imports)]
+pub use self::process::*;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
