@@ -97,3 +97,39 @@ pub async fn main() -> Result<(), String> {
         Command::Admin(a) => admin_cmd::run(a).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    /// clap's own consistency checks (conflicting names, bad `requires`, ...) over every
+    /// subcommand; they run only when asked.
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// `--allow-forward` once panicked at start-up: its parser returned a list where clap's
+    /// derive expected one value per occurrence.
+    #[test]
+    fn allow_forward_takes_a_list_and_repeats() {
+        let cli = Cli::try_parse_from([
+            "underpass",
+            "server",
+            "--allow-forward",
+            "5432,8000-8100",
+            "--allow-forward",
+            "6379",
+        ])
+        .unwrap();
+        let Command::Server(args) = cli.command else {
+            panic!("not the server command");
+        };
+        assert_eq!(
+            args.allow_forward,
+            vec![5432..=5432, 8000..=8100, 6379..=6379]
+        );
+    }
+}

@@ -22,15 +22,6 @@ pub fn port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(lo..=hi)
 }
 
-/// A comma list of ports and ranges: `5432,6379,8000-8100`.
-pub fn port_list(s: &str) -> Result<Vec<RangeInclusive<u16>>, String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(port_range)
-        .collect()
-}
-
 /// A TCP port 1-65535.
 pub fn port(s: &str) -> Result<u16, String> {
     match s.trim().parse::<u16>() {
@@ -90,10 +81,6 @@ mod tests {
         assert!(port_range("9-8").is_err());
         assert!(port_range("0-10").is_err());
         assert!(port_range("x").is_err());
-        assert_eq!(
-            port_list("5432, 8000-8001,"),
-            Ok(vec![5432..=5432, 8000..=8001])
-        );
     }
 
     #[test]

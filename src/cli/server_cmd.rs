@@ -40,8 +40,15 @@ pub struct ServerArgs {
     #[arg(long, env = "UNDERPASS_EXPOSE_PORTS", default_value = "20000-65534", value_parser = parse::port_range)]
     pub expose_ports: RangeInclusive<u16>,
     /// Server loopback ports clients may `forward` to, e.g. 5432,8000-8100 (off by default).
-    #[arg(long, env = "UNDERPASS_ALLOW_FORWARD", value_parser = parse::port_list)]
-    pub allow_forward: Option<Vec<RangeInclusive<u16>>>,
+    /// Repeatable or a comma list.
+    #[arg(
+        long,
+        env = "UNDERPASS_ALLOW_FORWARD",
+        value_name = "PORTS",
+        value_delimiter = ',',
+        value_parser = parse::port_range
+    )]
+    pub allow_forward: Vec<RangeInclusive<u16>>,
     /// Allow dedicated ports 80-1023 (below 80 is always refused).
     #[arg(long)]
     pub allow_privileged_ports: bool,
@@ -168,7 +175,7 @@ impl ServerArgs {
                 admin_token,
                 trusted_proxies: trusted,
                 expose_ports: self.expose_ports.clone(),
-                allow_forward: self.allow_forward.clone().unwrap_or_default(),
+                allow_forward: self.allow_forward.clone(),
                 allow_privileged_ports: self.allow_privileged_ports,
                 public_url_template: self.public_url_template.clone(),
                 limits,

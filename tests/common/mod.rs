@@ -8,6 +8,7 @@
 mod apps;
 mod http;
 mod process;
+mod tls;
 
 // Not every test file uses every helper.
 #[allow(unused_imports)]
@@ -16,6 +17,8 @@ pub use self::apps::*;
 pub use self::http::*;
 #[allow(unused_imports)]
 pub use self::process::*;
+#[allow(unused_imports)]
+pub use self::tls::*;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
