@@ -2,18 +2,18 @@
 //! travels in STREAM_OPEN, bodies stream both ways under flow control, and an upgrade turns the
 //! stream into raw bytes after the 101.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use super::body::{full, MuxBody, ProxyBody};
 use super::edge::basic_auth::BasicAuthPolicy;
-use super::edge::forwarded::{client_info, write_forwarded_headers};
+use super::edge::forwarded::write_forwarded_headers;
 use super::edge::hop_by_hop::{strip_hop_by_hop, strip_hop_by_hop_keep_upgrade, wants_upgrade};
-use super::edge::trusted_proxy::TrustedProxies;
+use super::edge::request::EdgeRequest;
 use super::edge::visitor_error;
 use super::headers::{from_pairs, to_pairs};
 use super::interim_io::{encode_interim_head, InterimOutcome, InterimWriter, MAX_INTERIM_HEADS};
@@ -34,12 +34,8 @@ pub struct Target<'a> {
 /// Edge facts for one request.
 #[derive(Debug, Clone)]
 pub struct Visitor<'a> {
-    /// TCP peer.
-    pub peer: SocketAddr,
-    /// The host the visitor asked for.
-    pub host: Option<&'a str>,
-    /// Trusted proxies.
-    pub trusted: &'a TrustedProxies,
+    /// The edge's view of the request: its authority and the visitor behind it.
+    pub edge: &'a EdgeRequest,
     /// How long to wait for the response head.
     pub response_timeout: Duration,
 }
@@ -66,13 +62,6 @@ pub async fn proxy(
         req.headers_mut().remove(http::header::AUTHORIZATION);
     }
     let is_upgrade = wants_upgrade(req.headers());
-    let info = client_info(
-        visitor.peer,
-        req.headers(),
-        false,
-        visitor.host,
-        visitor.trusted,
-    );
     let chunked = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         && !req.headers().contains_key(http::header::CONTENT_LENGTH);
     // The head moves into STREAM_OPEN; the request keeps its body and upgrade handle.
@@ -82,7 +71,7 @@ pub async fn proxy(
     } else {
         strip_hop_by_hop(&mut headers);
     }
-    write_forwarded_headers(&mut headers, &info);
+    write_forwarded_headers(&mut headers, &visitor.edge.client);
     if chunked {
         // Transfer-Encoding is hop-by-hop, but the client must know a body of unknown length
         // follows: this marker says so (the client's HTTP stack re-frames it).
@@ -91,10 +80,10 @@ pub async fn proxy(
             HeaderValue::from_static("chunked"),
         );
     }
-    if !headers.contains_key(http::header::HOST) {
-        if let Some(host) = visitor.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-            headers.insert(http::header::HOST, host);
-        }
+    // The authority the request was routed by is the one the app sees (RFC 9112 section
+    // 3.2.2: an absolute-form target replaces Host).
+    if let Some(authority) = &visitor.edge.authority {
+        headers.insert(http::header::HOST, authority.header_value());
     }
     let open = StreamOpen {
         bind_id: target.bind_id,
@@ -114,12 +103,7 @@ pub async fn proxy(
     let stream = match target.session.open(&open) {
         Ok(s) => s,
         Err(MuxError::TooManyStreams(_)) => return into_proxy(visitor_error::overloaded()),
-        Err(MuxError::Encode(_)) => {
-            return plain(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "underpass: request head too large for the tunnel\n",
-            )
-        }
+        Err(MuxError::Encode(_)) => return into_proxy(visitor_error::head_too_large()),
         Err(_) => return into_proxy(visitor_error::tunnel_resuming()),
     };
     let (mut recv, send) = stream.split();
@@ -137,14 +121,9 @@ pub async fn proxy(
     };
     let deadline = Instant::now() + visitor.response_timeout;
     let head = loop {
-        match tokio::time::timeout_at(deadline.into(), recv.recv_head()).await {
+        match tokio::time::timeout_at(deadline, recv.recv_head()).await {
             Err(_) => return into_proxy(visitor_error::upstream_timeout(visitor.response_timeout)),
-            Ok(Err(e)) => {
-                return plain(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("underpass: the tunnel client could not answer: {e}\n"),
-                )
-            }
+            Ok(Err(e)) => return into_proxy(visitor_error::tunnel_client_failed(&e)),
             Ok(Ok(head)) if head.is_final => break head,
             Ok(Ok(head)) => {
                 if let Some(writer) = interim
@@ -153,25 +132,20 @@ pub async fn proxy(
                 {
                     interim_relayed += 1;
                     // A visitor that does not read is caught by the deadline on the next head.
-                    let _ = tokio::time::timeout_at(deadline.into(), relay_interim(writer, &head))
-                        .await;
+                    let _ = tokio::time::timeout_at(deadline, relay_interim(writer, &head)).await;
                 }
             }
         }
     };
     let Ok(status) = StatusCode::from_u16(head.status) else {
-        return plain(
-            StatusCode::BAD_GATEWAY,
-            "underpass: the tunnel client sent an invalid status\n",
-        );
+        return into_proxy(visitor_error::bad_response_head("an invalid status"));
     };
     let mut resp_headers = match from_pairs(&head.headers) {
         Ok(h) => h,
         Err(e) => {
-            return plain(
-                StatusCode::BAD_GATEWAY,
-                &format!("underpass: the tunnel client sent a bad header: {e}\n"),
-            )
+            return into_proxy(visitor_error::bad_response_head(&format!(
+                "a bad header: {e}"
+            )))
         }
     };
     let upgraded = match (status, on_upgrade, upgrade_send) {
@@ -234,16 +208,6 @@ async fn relay_interim(writer: &EdgeInterim, head: &ResponseHead) {
         }
         Err(e) => tracing::debug!(error = %e, "interim head not written"),
     }
-}
-
-fn plain(status: StatusCode, body: &str) -> Response<ProxyBody> {
-    let mut resp = Response::new(full(body.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
 }
 
 /// Streams the visitor's request body into the tunnel, then EOF. A visitor that goes away

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -21,8 +21,8 @@ use super::health;
 use super::routes::RoutePick;
 use super::state::ServerState;
 use crate::http::body::{full, ProxyBody};
-use crate::http::edge::forwarded::{client_info, effective_host, request_host};
-use crate::http::edge::routing::route_for_host;
+use crate::http::edge::request::EdgeRequest;
+use crate::http::edge::routing::route_for;
 use crate::http::edge::visitor_error;
 use crate::http::interim_io::InterimIo;
 use crate::http::visitor::{proxy, Target, Visitor};
@@ -84,13 +84,8 @@ async fn accept_connections(state: Arc<ServerState>, listener: TcpListener, kind
 async fn refuse_over_budget(mut tcp: tokio::net::TcpStream) {
     use tokio::io::AsyncWriteExt;
     tracing::warn!("connection budget exhausted; answering 503");
-    let body = "underpass: server is out of connection capacity, retry shortly\n";
-    let resp = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
-         retry-after: 5\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(resp.as_bytes())).await;
+    let resp = visitor_error::to_http1_bytes(&visitor_error::over_budget());
+    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(&resp)).await;
     let _ = tcp.shutdown().await;
 }
 
@@ -130,20 +125,25 @@ async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let host = request_host(req.uri(), req.headers()).map(str::to_string);
-    let resp = match &kind {
-        ListenerKind::Main if path.starts_with(RESERVED_PREFIX) => {
+    // Everything later decides from this one view of the request (host, visitor).
+    let edge = EdgeRequest::new(peer, &req, &state.config.trusted_proxies);
+    let host = edge
+        .as_ref()
+        .ok()
+        .and_then(EdgeRequest::public_host)
+        .map(ToString::to_string);
+    let resp = match (&kind, edge) {
+        (_, Err(e)) => visitor_error::bad_host(e).map(full),
+        (ListenerKind::Main, Ok(_)) if path.starts_with(RESERVED_PREFIX) => {
             reserved(&state, peer, req).await
         }
+        (ListenerKind::Control, Ok(_)) => control(&state, peer, req).await,
         _ if state.is_draining() => visitor_error::shutting_down().map(full),
-        ListenerKind::Main | ListenerKind::Dedicated(_)
-            if over_visitor_rate(&state, peer, &req, host.as_deref()) =>
-        {
+        (_, Ok(edge)) if over_visitor_rate(&state, &edge) => {
             visitor_error::too_many_requests().map(full)
         }
-        ListenerKind::Main => routed(&state, peer, host.as_deref(), req).await,
-        ListenerKind::Dedicated(pick) => forward(&state, peer, host.as_deref(), pick, req).await,
-        ListenerKind::Control => control(&state, peer, req).await,
+        (ListenerKind::Main, Ok(edge)) => routed(&state, &edge, req).await,
+        (ListenerKind::Dedicated(pick), Ok(edge)) => forward(&state, &edge, pick, req).await,
     };
     if !path.starts_with(RESERVED_PREFIX) && !matches!(kind, ListenerKind::Control) {
         state.counters.request(resp.status().as_u16());
@@ -161,50 +161,39 @@ async fn handle(
 
 /// Whether the visitor (as the edge believes it, after trusted proxies) has started more
 /// requests this second than `--visitor-rate` allows.
-fn over_visitor_rate(
-    state: &ServerState,
-    peer: SocketAddr,
-    req: &Request<Incoming>,
-    host: Option<&str>,
-) -> bool {
-    let Some(rate) = &state.visitor_rate else {
-        return false;
-    };
-    let trusted = &state.config.trusted_proxies;
-    !rate.admit(client_info(peer, req.headers(), false, host, trusted).client_ip)
+fn over_visitor_rate(state: &ServerState, edge: &EdgeRequest) -> bool {
+    state
+        .visitor_rate
+        .as_ref()
+        .is_some_and(|rate| !rate.admit(edge.client.client_ip))
 }
 
 async fn routed(
     state: &Arc<ServerState>,
-    peer: SocketAddr,
-    host: Option<&str>,
+    edge: &EdgeRequest,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let trusted = &state.config.trusted_proxies;
-    let Some(route_host) = effective_host(peer, req.headers(), host, trusted).map(str::to_string)
-    else {
+    let Some(host) = edge.public_host() else {
         return visitor_error::missing_host().map(full);
     };
-    let Some(route) = route_for_host(&route_host, state.config.domain.as_deref()) else {
-        return visitor_error::no_route(&route_host).map(full);
+    let Some(route) = route_for(host, state.config.domain.as_deref()) else {
+        return visitor_error::no_route(&host.to_string()).map(full);
     };
     let Some(pick) = state.routes.pick(&route) else {
-        return visitor_error::no_route(&route_host).map(full);
+        return visitor_error::no_route(&host.to_string()).map(full);
     };
-    forward(state, peer, host, &pick, req).await
+    forward(state, edge, &pick, req).await
 }
 
 async fn forward(
     state: &Arc<ServerState>,
-    peer: SocketAddr,
-    host: Option<&str>,
+    edge: &EdgeRequest,
     pick: &RoutePick,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let trusted = &state.config.trusted_proxies;
     if let Some(policy) = &pick.guard.addresses {
         // The visitor as the edge believes it: behind a trusted proxy, its forwarded address.
-        let visitor = client_info(peer, req.headers(), false, host, trusted).client_ip;
+        let visitor = edge.client.client_ip;
         if !policy.admits(visitor) {
             return visitor_error::not_allowed(visitor).map(full);
         }
@@ -216,9 +205,7 @@ async fn forward(
         auth: pick.guard.auth.as_ref(),
     };
     let visitor = Visitor {
-        peer,
-        host,
-        trusted: &state.config.trusted_proxies,
+        edge,
         response_timeout: state.config.limits.response_timeout,
     };
     proxy(req, target, visitor).await
@@ -239,9 +226,7 @@ async fn reserved(
     if let Some(resp) = health::answer(state, &req) {
         return resp;
     }
-    let mut resp = Response::new(full("underpass: no such endpoint\n"));
-    *resp.status_mut() = StatusCode::NOT_FOUND;
-    resp
+    visitor_error::no_endpoint("").map(full)
 }
 
 /// Path of the WebSocket control endpoint on the control listener (PROTOCOL.md).
@@ -258,11 +243,7 @@ async fn control(
     if let Some(resp) = admin::answer_hoody(state, &req) {
         return resp;
     }
-    let mut resp = Response::new(full(
-        "underpass: no such endpoint on the control listener\n",
-    ));
-    *resp.status_mut() = StatusCode::NOT_FOUND;
-    resp
+    visitor_error::no_endpoint(" on the control listener").map(full)
 }
 
 /// Answers a WebSocket upgrade for a carrier and hands the carrier to the handshake.

@@ -9,6 +9,7 @@ mod apps;
 mod http;
 mod process;
 mod tls;
+mod raw_http;
 
 // Not every test file uses every helper.
 #[allow(unused_imports)]
@@ -19,6 +20,7 @@ pub use self::http::*;
 pub use self::process::*;
 #[allow(unused_imports)]
 pub use self::tls::*;
+pub use self::raw_http::*;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

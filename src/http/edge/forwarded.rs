@@ -9,9 +9,9 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::Uri;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::authority::Authority;
 use super::trusted_proxy::TrustedProxies;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -19,9 +19,22 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Longest host we accept from `X-Forwarded-Host`: a 253-byte DNS name plus `:65535`, with
-/// some slack for brackets. Longer values are garbage, not hosts.
-const MAX_HOST_LEN: usize = 270;
+/// Headers (besides every `x-forwarded-*`) that apps and frameworks read as the client's
+/// address: the classic ones and the CDN-specific spellings (Akamai, Cloudflare, Fastly, ...).
+/// A visitor must never be able to set one, in any spelling.
+const CLIENT_ADDRESS_HEADERS: [&str; 11] = [
+    "x-real-ip",
+    "forwarded",
+    "forwarded-for",
+    "x-forwarded",
+    "true-client-ip",
+    "x-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-originating-ip",
+    "client-ip",
+];
 
 /// What the edge believes about the visitor of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +44,10 @@ pub struct ClientInfo {
     pub client_ip: IpAddr,
     /// `"http"` or `"https"`, as the visitor used it.
     pub proto: &'static str,
-    /// The public host the visitor asked for, if any (see [`effective_host`]).
-    pub host: Option<String>,
+    /// The public host the visitor asked for: a trusted proxy's well-formed
+    /// `X-Forwarded-Host`, else the request's own authority. Routing uses it and it is sent on
+    /// as `X-Forwarded-Host`.
+    pub host: Option<Authority>,
     /// Whether the TCP peer is a trusted proxy, i.e. whether its forwarding headers were used
     /// and may be passed on.
     pub peer_trusted: bool,
@@ -40,34 +55,8 @@ pub struct ClientInfo {
     pub forwarded_for: HeaderValue,
 }
 
-/// The host of a request as the visitor sent it: the URI authority when the request line
-/// used absolute form (RFC 9112 section 3.2.2 says it wins over `Host`), else the `Host`
-/// header. `None` when neither is present or the header is not visible ASCII.
-pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
-    if let Some(authority) = uri.authority() {
-        return Some(authority.as_str());
-    }
-    let host = headers.get(header::HOST)?.to_str().ok()?.trim();
-    (!host.is_empty()).then_some(host)
-}
-
-/// The host used for routing: a well-formed `X-Forwarded-Host` (its first item) when the
-/// TCP peer is trusted and sent one, else `host` (normally from [`request_host`]).
-pub fn effective_host<'a>(
-    peer: SocketAddr,
-    headers: &'a HeaderMap,
-    host: Option<&'a str>,
-    trusted: &TrustedProxies,
-) -> Option<&'a str> {
-    if trusted.is_trusted(peer.ip()) {
-        if let Some(forwarded) = forwarded_host(headers) {
-            return Some(forwarded);
-        }
-    }
-    host
-}
-
-/// Works out the visitor behind a request.
+/// Works out the visitor behind a request whose own authority is `host` (see
+/// [`request_authority`](super::authority::request_authority)).
 ///
 /// Untrusted peer: every incoming forwarding header is ignored; the client is the peer, the
 /// scheme is that of our own listener (`is_tls`), the host is `host`.
@@ -83,7 +72,7 @@ pub fn client_info(
     peer: SocketAddr,
     headers: &HeaderMap,
     is_tls: bool,
-    host: Option<&str>,
+    host: Option<&Authority>,
     trusted: &TrustedProxies,
 ) -> ClientInfo {
     // Dual-stack listeners report IPv4 peers as ::ffff:a.b.c.d; apps expect a.b.c.d.
@@ -96,7 +85,7 @@ pub fn client_info(
         return ClientInfo {
             client_ip: peer_ip,
             proto: own_proto,
-            host: host.map(str::to_string),
+            host: host.cloned(),
             peer_trusted: false,
             forwarded_for: peer_value,
         };
@@ -160,7 +149,7 @@ pub fn client_info(
     ClientInfo {
         client_ip,
         proto,
-        host: forwarded_host(headers).or(host).map(str::to_string),
+        host: forwarded_host(headers).or_else(|| host.cloned()),
         peer_trusted: true,
         forwarded_for,
     }
@@ -169,32 +158,32 @@ pub fn client_info(
 /// Sets `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Real-IP` (the
 /// client address, for apps that only read that one) on the request going to the app.
 ///
-/// For an untrusted peer it first removes every `X-Forwarded-*`, `X-Real-IP` and `Forwarded`
-/// header, so a visitor cannot spoof any of them (`X-Forwarded-Port`, `-Prefix`, ... too).
-/// For a trusted peer the other forwarding headers it sent (`Forwarded`, `X-Forwarded-Port`,
-/// ...) are passed through untouched: they are that proxy's statement, not the visitor's.
+/// For an untrusted peer it first removes every header that names a client address or the
+/// public host (`X-Forwarded-*`, `X-Real-IP`, `Forwarded`, `True-Client-IP`,
+/// `CF-Connecting-IP`, ..., see [`CLIENT_ADDRESS_HEADERS`]), so a visitor cannot spoof any of
+/// them. For a trusted peer those it sent are passed through untouched: they are that proxy's
+/// statement, not the visitor's. Spellings with `_` for `-` (`X_Forwarded_For`) are removed
+/// from everyone: CGI-style stacks (PHP, WSGI, Rack, nginx's `$http_`) read them as the real
+/// header, and no proxy writes them.
 pub fn write_forwarded_headers(headers: &mut HeaderMap, info: &ClientInfo) {
-    if !info.peer_trusted {
-        let spoofable: Vec<HeaderName> = headers
-            .keys()
-            .filter(|name| {
-                name.as_str().starts_with("x-forwarded-")
-                    || *name == X_REAL_IP
-                    || *name == header::FORWARDED
-            })
-            .cloned()
-            .collect();
-        for name in spoofable {
-            headers.remove(name);
-        }
+    let spoofable: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let underscored = name.as_str().contains('_');
+            (underscored || !info.peer_trusted) && names_client_address(name.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in spoofable {
+        headers.remove(name);
     }
     headers.insert(X_FORWARDED_FOR, info.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(info.proto));
-    match info.host.as_deref().map(HeaderValue::from_str) {
-        Some(Ok(host)) => {
-            headers.insert(X_FORWARDED_HOST, host);
+    match &info.host {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST, host.header_value());
         }
-        _ => {
+        None => {
             headers.remove(X_FORWARDED_HOST);
         }
     }
@@ -203,17 +192,18 @@ pub fn write_forwarded_headers(headers: &mut HeaderMap, info: &ClientInfo) {
     headers.insert(X_REAL_IP, client);
 }
 
-/// The first item of `X-Forwarded-Host` if it looks like a host (`name`, `name:port`,
-/// `[v6]:port`); proxies that chain append to it, and the first item is the public one.
-fn forwarded_host(headers: &HeaderMap) -> Option<&str> {
+/// Whether a (lowercase) header name, read with `_` as `-` the way CGI-style stacks do, is
+/// one of the client-address or public-host headers.
+fn names_client_address(name: &str) -> bool {
+    let dashed = name.replace('_', "-");
+    dashed.starts_with("x-forwarded-") || CLIENT_ADDRESS_HEADERS.contains(&dashed.as_str())
+}
+
+/// The first item of `X-Forwarded-Host` if it is a host (`name`, `name:port`, `[v6]:port`);
+/// proxies that chain append to it, and the first item is the public one.
+fn forwarded_host(headers: &HeaderMap) -> Option<Authority> {
     let value = headers.get(X_FORWARDED_HOST)?.to_str().ok()?;
-    let first = value.split(',').next()?.trim();
-    let well_formed = !first.is_empty()
-        && first.len() <= MAX_HOST_LEN
-        && first
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
-    well_formed.then_some(first)
+    Authority::parse(value.split(',').next()?)
 }
 
 /// One `X-Forwarded-For` entry as an address. Besides bare addresses, some proxies write
@@ -259,6 +249,14 @@ mod tests {
         TrustedProxies::parse(specs).unwrap()
     }
 
+    fn auth(s: &str) -> Authority {
+        Authority::parse(s).unwrap()
+    }
+
+    fn host_of(info: &ClientInfo) -> Option<String> {
+        info.host.as_ref().map(ToString::to_string)
+    }
+
     fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         h.get(name).map(|v| v.to_str().unwrap())
     }
@@ -277,15 +275,11 @@ mod tests {
         ]);
         let t = trusted(&["private"]);
         let p = peer("203.0.113.9");
-        let info = client_info(p, &h, false, Some("demo.example.com"), &t);
+        let info = client_info(p, &h, false, Some(&auth("demo.example.com")), &t);
         assert_eq!(info.client_ip, ip("203.0.113.9"));
         assert_eq!(info.proto, "http");
-        assert_eq!(info.host.as_deref(), Some("demo.example.com"));
+        assert_eq!(host_of(&info).as_deref(), Some("demo.example.com"));
         assert!(!info.peer_trusted);
-        assert_eq!(
-            effective_host(p, &h, Some("demo.example.com"), &t),
-            Some("demo.example.com")
-        );
 
         write_forwarded_headers(&mut h, &info);
         assert_eq!(get(&h, "x-forwarded-for"), Some("203.0.113.9"));
@@ -305,7 +299,7 @@ mod tests {
         let info = client_info(peer("::1"), &h, true, None, &TrustedProxies::none());
         assert_eq!(info.client_ip, ip("::1"));
         assert_eq!(info.proto, "https");
-        assert_eq!(info.host, None);
+        assert_eq!(host_of(&info), None);
         let mut out = HeaderMap::new();
         out.insert("x-forwarded-host", HeaderValue::from_static("stale"));
         write_forwarded_headers(&mut out, &info);
@@ -322,10 +316,16 @@ mod tests {
             ("x-forwarded-port", "443"),
         ]);
         let t = trusted(&["loopback"]);
-        let info = client_info(peer("127.0.0.1"), &h, false, Some("127.0.0.1:8080"), &t);
+        let info = client_info(
+            peer("127.0.0.1"),
+            &h,
+            false,
+            Some(&auth("127.0.0.1:8080")),
+            &t,
+        );
         assert_eq!(info.client_ip, ip("198.51.100.7"));
         assert_eq!(info.proto, "https");
-        assert_eq!(info.host.as_deref(), Some("demo.example.com"));
+        assert_eq!(host_of(&info).as_deref(), Some("demo.example.com"));
         assert!(info.peer_trusted);
         write_forwarded_headers(&mut h, &info);
         assert_eq!(get(&h, "x-forwarded-for"), Some("198.51.100.7, 127.0.0.1"));
@@ -343,7 +343,13 @@ mod tests {
             ("x-forwarded-for", "10.0.0.5"),
         ]);
         let t = trusted(&["private", "loopback"]);
-        let info = client_info(peer("10.0.0.9"), &h, false, Some("a.example.com"), &t);
+        let info = client_info(
+            peer("10.0.0.9"),
+            &h,
+            false,
+            Some(&auth("a.example.com")),
+            &t,
+        );
         assert_eq!(info.client_ip, ip("198.51.100.7"));
         assert_eq!(
             info.forwarded_for,
@@ -363,10 +369,16 @@ mod tests {
     fn trusted_peer_without_headers_is_the_client() {
         let h = HeaderMap::new();
         let t = trusted(&["loopback"]);
-        let info = client_info(peer("127.0.0.1"), &h, false, Some("x.example.com"), &t);
+        let info = client_info(
+            peer("127.0.0.1"),
+            &h,
+            false,
+            Some(&auth("x.example.com")),
+            &t,
+        );
         assert_eq!(info.client_ip, ip("127.0.0.1"));
         assert_eq!(info.proto, "http");
-        assert_eq!(info.host.as_deref(), Some("x.example.com"));
+        assert_eq!(host_of(&info).as_deref(), Some("x.example.com"));
         assert_eq!(info.forwarded_for, "127.0.0.1");
     }
 
@@ -466,18 +478,14 @@ mod tests {
             ("x-forwarded-host", "evil host/with spaces"),
         ]);
         let p = peer("127.0.0.1");
-        let info = client_info(p, &h, true, Some("demo.example.com"), &t);
+        let info = client_info(p, &h, true, Some(&auth("demo.example.com")), &t);
         assert_eq!(info.proto, "https");
-        assert_eq!(info.host.as_deref(), Some("demo.example.com"));
-        assert_eq!(
-            effective_host(p, &h, Some("demo.example.com"), &t),
-            Some("demo.example.com")
-        );
+        assert_eq!(host_of(&info).as_deref(), Some("demo.example.com"));
 
-        let long = "a".repeat(MAX_HOST_LEN + 1);
+        let long = "a".repeat(300);
         let h = map(&[("x-forwarded-host", &long), ("x-forwarded-proto", "")]);
-        let info = client_info(p, &h, false, Some("h"), &t);
-        assert_eq!(info.host.as_deref(), Some("h"));
+        let info = client_info(p, &h, false, Some(&auth("h")), &t);
+        assert_eq!(host_of(&info).as_deref(), Some("h"));
         assert_eq!(info.proto, "http");
     }
 
@@ -489,42 +497,56 @@ mod tests {
             ("x-forwarded-host", "Demo.Example.com:443, inner.local"),
         ]);
         let p = peer("127.0.0.1");
-        let info = client_info(p, &h, false, None, &t);
+        let info = client_info(p, &h, false, Some(&auth("127.0.0.1:8080")), &t);
         assert_eq!(info.proto, "https");
-        assert_eq!(info.host.as_deref(), Some("Demo.Example.com:443"));
-        assert_eq!(
-            effective_host(p, &h, Some("127.0.0.1:8080"), &t),
-            Some("Demo.Example.com:443")
-        );
+        assert_eq!(host_of(&info).as_deref(), Some("Demo.Example.com:443"));
         let h = map(&[("x-forwarded-host", "[::1]:8080")]);
-        assert_eq!(effective_host(p, &h, None, &t), Some("[::1]:8080"));
+        let info = client_info(p, &h, false, None, &t);
+        assert_eq!(host_of(&info).as_deref(), Some("[::1]:8080"));
     }
 
     #[test]
-    fn effective_host_untrusted_or_absent() {
+    fn forwarded_host_of_an_untrusted_peer_is_ignored() {
         let t = trusted(&["loopback"]);
         let h = map(&[("x-forwarded-host", "evil.example.com")]);
-        assert_eq!(
-            effective_host(peer("8.8.8.8"), &h, Some("good.example.com"), &t),
-            Some("good.example.com")
-        );
-        assert_eq!(effective_host(peer("8.8.8.8"), &h, None, &t), None);
-        let empty = HeaderMap::new();
-        assert_eq!(
-            effective_host(peer("127.0.0.1"), &empty, Some("good.example.com"), &t),
-            Some("good.example.com")
-        );
+        let good = auth("good.example.com");
+        let info = client_info(peer("8.8.8.8"), &h, false, Some(&good), &t);
+        assert_eq!(host_of(&info).as_deref(), Some("good.example.com"));
+        let info = client_info(peer("8.8.8.8"), &h, false, None, &t);
+        assert_eq!(host_of(&info), None);
+        let info = client_info(peer("127.0.0.1"), &HeaderMap::new(), false, Some(&good), &t);
+        assert_eq!(host_of(&info).as_deref(), Some("good.example.com"));
     }
 
     #[test]
-    fn request_host_prefers_absolute_uri_authority() {
-        let h = map(&[("host", "from-header.example.com")]);
-        let uri: Uri = "http://from-uri.example.com:8080/path".parse().unwrap();
-        assert_eq!(request_host(&uri, &h), Some("from-uri.example.com:8080"));
-        let uri: Uri = "/path".parse().unwrap();
-        assert_eq!(request_host(&uri, &h), Some("from-header.example.com"));
-        assert_eq!(request_host(&uri, &HeaderMap::new()), None);
-        let blank = map(&[("host", "")]);
-        assert_eq!(request_host(&uri, &blank), None);
+    fn underscore_and_cdn_spellings_are_removed() {
+        let mut h = map(&[
+            ("x_forwarded_for", "6.6.6.6"),
+            ("true-client-ip", "6.6.6.6"),
+            ("cf-connecting-ip", "6.6.6.6"),
+            ("x-client-ip", "6.6.6.6"),
+            ("x_real_ip", "6.6.6.6"),
+            ("x-other_header", "kept"),
+        ]);
+        let t = trusted(&["loopback"]);
+        let mut trusted_h = h.clone();
+        let info = client_info(peer("203.0.113.9"), &h, false, None, &t);
+        write_forwarded_headers(&mut h, &info);
+        for gone in [
+            "x_forwarded_for",
+            "true-client-ip",
+            "cf-connecting-ip",
+            "x-client-ip",
+            "x_real_ip",
+        ] {
+            assert_eq!(get(&h, gone), None, "{gone}");
+        }
+        assert_eq!(get(&h, "x-other_header"), Some("kept"));
+        // A trusted proxy's CDN headers stay; underscore spellings go from everyone.
+        let info = client_info(peer("127.0.0.1"), &trusted_h, false, None, &t);
+        write_forwarded_headers(&mut trusted_h, &info);
+        assert_eq!(get(&trusted_h, "true-client-ip"), Some("6.6.6.6"));
+        assert_eq!(get(&trusted_h, "x_forwarded_for"), None);
+        assert_eq!(get(&trusted_h, "x_real_ip"), None);
     }
 }

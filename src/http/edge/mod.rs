@@ -5,9 +5,11 @@
 //! server's request path stay thin and lets these rules be tested exhaustively in isolation.
 
 pub mod address_policy;
+pub mod authority;
 pub mod basic_auth;
 pub mod forwarded;
 pub mod hop_by_hop;
+pub mod request;
 pub mod routing;
 pub mod token;
 pub mod trusted_proxy;

@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use rand::Rng;
 
+use super::authority::Authority;
+
 /// The route name of the root domain (`--subdomain @`).
 pub const ROOT_ROUTE: &str = "@";
 
@@ -39,14 +41,21 @@ pub struct RouteNameError {
 /// Only names that [`validate_route_name`] accepts are returned, so a result can be looked up
 /// directly in the route table.
 pub fn route_for_host(host: &str, domain: Option<&str>) -> Option<String> {
-    let host = normalize_host(host)?;
+    route_for(&Authority::parse(host)?, domain)
+}
+
+/// [`route_for_host`] for an already parsed (and so normalised) authority: the form the edge
+/// routes every request with.
+pub fn route_for(authority: &Authority, domain: Option<&str>) -> Option<String> {
+    let host = authority.host();
     match domain {
         Some(domain) => {
-            let domain = normalize_host(domain)?;
+            let domain = Authority::parse(domain)?;
+            let domain = domain.host();
             if host == domain {
                 return Some(ROOT_ROUTE.to_string());
             }
-            let label = host.strip_suffix(domain.as_str())?.strip_suffix('.')?;
+            let label = host.strip_suffix(domain)?.strip_suffix('.')?;
             is_label(label).then(|| label.to_string())
         }
         None => {
@@ -97,35 +106,6 @@ pub fn random_route_name() -> String {
         name.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
     }
     name
-}
-
-/// Lowercases, strips the port and one trailing dot; unwraps `[v6]`. `None` for hosts that
-/// cannot be valid (empty, bad port, unbalanced brackets).
-fn normalize_host(host: &str) -> Option<String> {
-    let host = host.trim().to_ascii_lowercase();
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        let (inside, after) = rest.split_once(']')?;
-        if !(after.is_empty() || is_port(after.strip_prefix(':')?)) {
-            return None;
-        }
-        inside.to_string()
-    } else if host.matches(':').count() > 1 {
-        // A bare IPv6 literal: every ':' is part of the address, there is no port.
-        host
-    } else if let Some((name, port)) = host.split_once(':') {
-        if !is_port(port) {
-            return None;
-        }
-        name.to_string()
-    } else {
-        host
-    };
-    let name = name.strip_suffix('.').unwrap_or(&name);
-    (!name.is_empty()).then(|| name.to_string())
-}
-
-fn is_port(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn is_label_char(c: char) -> bool {
