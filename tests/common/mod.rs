@@ -8,8 +8,8 @@
 mod apps;
 mod http;
 mod process;
-mod tls;
 mod raw_http;
+mod tls;
 
 // Not every test file uses every helper.
 #[allow(unused_imports)]
@@ -19,8 +19,9 @@ pub use self::http::*;
 #[allow(unused_imports)]
 pub use self::process::*;
 #[allow(unused_imports)]
-pub use self::tls::*;
 pub use self::raw_http::*;
+#[allow(unused_imports)]
+pub use self::tls::*;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
