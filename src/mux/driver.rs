@@ -285,7 +285,7 @@ async fn write_loop(shared: Arc<Shared>, index: usize, mut tx: Box<dyn CarrierTx
         })
         .await;
         let Some(batch) = batch else { break };
-        if tx.send(batch.into_message()).await.is_err() {
+        if tx.send_parts(batch.into_parts()).await.is_err() {
             shared.update(|st| st.carrier_lost(index));
             break;
         }

@@ -47,14 +47,22 @@ impl OutFrame {
         match self {
             OutFrame::Encoded(b) => out.put_slice(b),
             OutFrame::Data { stream_id, data } => {
-                out.put_u8(FrameType::Data as u8);
-                out.put_u32(*stream_id);
-                out.put_u32(data.len() as u32);
+                put_data_header(out, *stream_id, data.len());
                 out.put_slice(data);
             }
         }
     }
 }
+
+fn put_data_header(out: &mut BytesMut, stream_id: u32, len: usize) {
+    out.put_u8(FrameType::Data as u8);
+    out.put_u32(stream_id);
+    out.put_u32(len as u32);
+}
+
+/// DATA payloads shorter than this are copied next to their header rather than written from
+/// their own buffer: a copy that small costs less than one more piece for the transport.
+const COPY_BELOW: usize = 2048;
 
 /// Send-side state of one carrier.
 #[derive(Debug)]
@@ -130,11 +138,49 @@ impl Batch {
         self.frames.is_empty()
     }
 
-    /// Serialises the batch into one message; the only copy of DATA payload on the send path.
+    /// The batch as the consecutive pieces of one message, for
+    /// [`CarrierTx::send_parts`](underpass_transports::CarrierTx::send_parts): frame headers and
+    /// small frames gathered into one buffer, and every DATA payload of [`COPY_BELOW`] bytes or
+    /// more as the very `Bytes` that was queued. The send path copies no large payload here.
+    pub fn into_parts(self) -> Vec<Bytes> {
+        let gathered: usize = self
+            .frames
+            .iter()
+            .map(|f| match f {
+                OutFrame::Data { data, .. } if data.len() >= COPY_BELOW => HEADER_LEN,
+                f => f.wire_len(),
+            })
+            .sum();
+        let mut small = BytesMut::with_capacity(gathered);
+        let mut parts = Vec::new();
+        for f in self.frames {
+            match f {
+                OutFrame::Data { stream_id, data } if data.len() >= COPY_BELOW => {
+                    put_data_header(&mut small, stream_id, data.len());
+                    // `split` keeps the rest of the allocation for what follows.
+                    parts.push(small.split().freeze());
+                    parts.push(data);
+                }
+                f => f.write_to(&mut small),
+            }
+        }
+        if !small.is_empty() {
+            parts.push(small.freeze());
+        }
+        parts
+    }
+
+    /// The batch as one contiguous message (the pieces of [`into_parts`](Self::into_parts)
+    /// joined), for tests and transports that need it whole.
     pub fn into_message(self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.bytes);
-        for f in &self.frames {
-            f.write_to(&mut out);
+        let bytes = self.bytes;
+        let parts = self.into_parts();
+        if parts.len() == 1 {
+            return parts.into_iter().next().unwrap_or_default();
+        }
+        let mut out = BytesMut::with_capacity(bytes);
+        for part in parts {
+            out.put_slice(&part);
         }
         out.freeze()
     }

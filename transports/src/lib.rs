@@ -70,6 +70,18 @@ impl std::fmt::Debug for Carrier {
 pub trait CarrierTx: Send {
     /// Sends one message (one or more whole frames). Resolves once the transport has taken it.
     async fn send(&mut self, message: Bytes) -> io::Result<()>;
+    /// Sends one message given as consecutive pieces (frame headers, payloads as the mux holds
+    /// them), so that a transport able to write them as they are (vectored writes, chunk lists)
+    /// never copies the payload to join them. The default joins them and calls
+    /// [`send`](Self::send).
+    async fn send_parts(&mut self, mut parts: Vec<Bytes>) -> io::Result<()> {
+        let message = if parts.len() == 1 {
+            parts.pop().unwrap_or_default()
+        } else {
+            parts.concat().into()
+        };
+        self.send(message).await
+    }
     /// Closes the carrier cleanly; the peer's `recv` then returns `Ok(None)`.
     async fn close(&mut self) -> io::Result<()>;
     /// Closes the carrier with a protocol close code and reason (PROTOCOL.md: 1002 for a

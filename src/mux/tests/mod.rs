@@ -4,6 +4,7 @@
 mod flow;
 mod hostile_peer;
 mod lifecycle;
+mod send_parts;
 mod session;
 
 use std::task::{Context, Poll, Waker};

@@ -48,15 +48,22 @@ struct QuicTx {
 #[async_trait]
 impl CarrierTx for QuicTx {
     async fn send(&mut self, message: Bytes) -> io::Result<()> {
+        self.send_parts(vec![message]).await
+    }
+
+    async fn send_parts(&mut self, mut parts: Vec<Bytes>) -> io::Result<()> {
         if self.closed {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "QUIC carrier is closed",
             ));
         }
-        // Hands the buffer itself to quinn: no copy. Resolves once quinn has taken all of it,
-        // which waits while QUIC flow control or the send window is exhausted.
-        self.stream.write_chunk(message).await.map_err(write_error)
+        // Hands the buffers themselves to quinn: no copy. Resolves once quinn has taken all of
+        // them, which waits while QUIC flow control or the send window is exhausted.
+        self.stream
+            .write_all_chunks(&mut parts)
+            .await
+            .map_err(write_error)
     }
 
     async fn close(&mut self) -> io::Result<()> {
