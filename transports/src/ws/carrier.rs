@@ -1,159 +1,160 @@
 //! The two halves of a WebSocket carrier: one binary WebSocket message per carrier message.
+//!
+//! After the upgrade (tungstenite's and hyper's handshakes) the frames are read and written
+//! here, by [`WsReader`] and [`WsWriter`], so that payload bytes are neither zero-filled, copied
+//! into a write buffer, nor joined before a vectored write.
 
-use crate::rx_end::RxEnd;
 use std::io;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::sync::Mutex;
 
-use crate::{Carrier, CarrierInfo, CarrierRx, CarrierTx, CloseReason, MAX_MESSAGE_BYTES};
+use super::reader::{Incoming, WsReader};
+use super::writer::WsWriter;
+use crate::rx_end::RxEnd;
+use crate::{Carrier, CarrierInfo, CarrierRx, CarrierTx, CloseReason};
 
-pub(super) fn into_carrier<S>(ws: WebSocketStream<S>, info: CarrierInfo) -> Carrier
+/// Which end of the WebSocket connection this is; the client masks what it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Client,
+    Server,
+}
+
+/// Wraps an upgraded connection. `prefix` holds bytes already read past the upgrade response.
+pub(super) fn into_carrier<S>(io: S, prefix: Bytes, side: Side, info: CarrierInfo) -> Carrier
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (sink, stream) = ws.split();
+    let (read, write) = tokio::io::split(io);
+    // The receiving half answers pings and close frames itself, so it shares the writer. It is
+    // an async mutex because it is held for the write of one frame.
+    let writer = Arc::new(Mutex::new(WsWriter::new(write, side == Side::Client)));
     Carrier {
-        tx: Box::new(WsTx { sink }),
+        tx: Box::new(WsTx {
+            writer: writer.clone(),
+        }),
         rx: Box::new(WsRx {
-            stream,
+            reader: WsReader::new(read, prefix, side == Side::Server),
+            writer,
+            reply: None,
             state: RxEnd::Open,
         }),
         info,
     }
 }
 
+type SharedWriter<S> = Arc<Mutex<WsWriter<WriteHalf<S>>>>;
+
 struct WsTx<S> {
-    sink: SplitSink<WebSocketStream<S>, Message>,
+    writer: SharedWriter<S>,
 }
 
 #[async_trait]
 impl<S> CarrierTx for WsTx<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Send + 'static,
 {
     async fn send(&mut self, message: Bytes) -> io::Result<()> {
-        // SinkExt::send flushes, so the message is on the socket when this returns.
-        self.sink
-            .send(Message::Binary(message))
-            .await
-            .map_err(io_error)
+        self.writer.lock().await.send(&[message]).await
+    }
+
+    async fn send_parts(&mut self, parts: Vec<Bytes>) -> io::Result<()> {
+        self.writer.lock().await.send(&parts).await
     }
 
     async fn close(&mut self) -> io::Result<()> {
         // Sends the close frame and flushes; does not wait for the peer's answering close,
         // which the receiving half sees.
-        match self.sink.close().await {
-            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Ok(()),
-            Err(e) => Err(io_error(e)),
-        }
+        self.close_with(1000, "").await
     }
 
     async fn close_with(&mut self, code: u16, reason: &str) -> io::Result<()> {
-        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        };
-        match self.sink.send(Message::Close(Some(frame))).await {
-            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Ok(()),
-            Err(e) => Err(io_error(e)),
-        }
+        let mut writer = self.writer.lock().await;
+        writer.queue_close(Some(code), reason);
+        writer.flush_control().await
     }
 }
 
+/// A control frame the receiving half still has to answer.
+enum Reply {
+    Pong(Bytes),
+    /// The peer's close: echo it, then end with this result.
+    Close(Option<(u16, String)>),
+}
+
 struct WsRx<S> {
-    stream: SplitStream<WebSocketStream<S>>,
+    reader: WsReader<ReadHalf<S>>,
+    writer: SharedWriter<S>,
+    /// Kept here while the writer is awaited, so a cancelled `recv` answers it next time.
+    reply: Option<Reply>,
     state: RxEnd,
 }
 
 impl<S> WsRx<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Send + 'static,
 {
     async fn next_message(&mut self) -> io::Result<Option<Bytes>> {
         loop {
-            match self.stream.next().await {
-                Some(Ok(Message::Binary(message))) => return Ok(Some(message)),
-                // Pongs to pings were queued by tungstenite and go out with the next read.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Text(_))) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "text WebSocket message on a binary carrier",
-                    ))
+            if let Some(reply) = &self.reply {
+                let (pong, close) = match reply {
+                    Reply::Pong(payload) => (Some(payload.clone()), None),
+                    Reply::Close(frame) => (None, Some(frame.clone())),
+                };
+                let mut writer = self.writer.lock().await;
+                if let Some(payload) = pong {
+                    // Queued in the writer now: a cancelled flush is resumed by the next write.
+                    writer.queue_pong(&payload);
+                    self.reply = None;
                 }
-                Some(Ok(Message::Close(Some(frame))))
-                    if !matches!(frame.code, CloseCode::Normal | CloseCode::Away) =>
-                {
-                    return Err(CloseReason {
-                        code: frame.code.into(),
-                        reason: frame.reason.as_str().to_owned(),
-                    }
-                    .into_io_error())
+                if let Some(frame) = &close {
+                    // RFC 6455 section 5.5.1: answer with the code received. Nothing is sent
+                    // if we closed first, or on a second pass after a cancelled flush.
+                    writer.queue_close(frame.as_ref().map(|f| f.0), "");
                 }
-                // tokio-tungstenite ends the stream only after a completed close handshake.
-                Some(Ok(Message::Close(_))) | None => return Ok(None),
-                Some(Err(e)) => return Err(io_error(e)),
+                // An error writing the answer shows on the next send; a close ends here anyway.
+                let _ = writer.flush_control().await;
+                drop(writer);
+                if let Some(frame) = close {
+                    self.reply = None;
+                    return close_result(frame);
+                }
+            }
+            match self.reader.next().await? {
+                Incoming::Message(message) => return Ok(Some(message)),
+                Incoming::Ping(payload) => self.reply = Some(Reply::Pong(payload)),
+                Incoming::Close(frame) => self.reply = Some(Reply::Close(frame)),
             }
         }
+    }
+}
+
+/// A close with code 1000 (normal), 1001 (going away) or none is clean; any other code is
+/// reported as a [`CloseReason`].
+fn close_result(frame: Option<(u16, String)>) -> io::Result<Option<Bytes>> {
+    match frame {
+        Some((code, reason)) if code != 1000 && code != 1001 => {
+            Err(CloseReason { code, reason }.into_io_error())
+        }
+        _ => Ok(None),
     }
 }
 
 #[async_trait]
 impl<S> CarrierRx for WsRx<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Send + 'static,
 {
     async fn recv(&mut self) -> io::Result<Option<Bytes>> {
         if let Some(end) = self.state.replay("WebSocket carrier") {
             return end;
         }
-        // Cancel safe: `next` keeps partial frames inside the WebSocketStream, and a message is
-        // only taken out of it in the poll that returns it; the state changes only after that.
         let result = self.next_message().await;
         self.state.record(&result);
         result
-    }
-}
-
-/// Turns a tungstenite error on an open carrier into the `io::Error` the mux sees.
-pub(super) fn io_error(err: WsError) -> io::Error {
-    match err {
-        WsError::Io(e) => e,
-        WsError::Capacity(e) => io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("WebSocket message over the {MAX_MESSAGE_BYTES}-byte limit: {e}"),
-        ),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "peer dropped the WebSocket connection without closing it",
-        ),
-        WsError::Protocol(ProtocolError::SendAfterClosing)
-        | WsError::ConnectionClosed
-        | WsError::AlreadyClosed => {
-            io::Error::new(io::ErrorKind::BrokenPipe, "WebSocket carrier is closed")
-        }
-        WsError::Protocol(e) => io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("WebSocket protocol error: {e}"),
-        ),
-        WsError::Utf8(e) => io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("WebSocket UTF-8 error: {e}"),
-        ),
-        WsError::AttackAttempt => io::Error::new(
-            io::ErrorKind::InvalidData,
-            "WebSocket attack attempt detected",
-        ),
-        other => io::Error::other(format!("WebSocket error: {other}")),
     }
 }

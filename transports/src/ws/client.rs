@@ -6,17 +6,24 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::header::{HeaderValue, AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL, USER_AGENT};
-use http::{StatusCode, Uri};
+use bytes::Bytes;
+use http::header::{
+    HeaderValue, AUTHORIZATION, CONNECTION, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS,
+    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE, USER_AGENT,
+};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use super::carrier::{into_carrier, io_error};
-use super::{websocket_config, CONTROL_PATH, DEFAULT_HANDSHAKE_TIMEOUT};
+use super::carrier::{into_carrier, Side};
+use super::{CONTROL_PATH, DEFAULT_HANDSHAKE_TIMEOUT};
 use crate::{Carrier, CarrierInfo, Endpoint, Transport};
 
 /// Dials WebSocket carriers: `ws://`, `wss://`, `http://` (= `ws`), `https://` (= `wss`).
@@ -84,7 +91,8 @@ impl WsTransport {
 
     async fn dial(&self, endpoint: &Endpoint) -> io::Result<Carrier> {
         let target = Target::parse(&endpoint.url)?;
-        let request = build_request(&target, endpoint)?;
+        // Checked before dialing, so a bad header value is an error without a connection.
+        build_request(&target, endpoint, &generate_key())?;
         let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
         // Carrier messages are latency-sensitive mux frames; never let the kernel hold them back.
         tcp.set_nodelay(true)?;
@@ -99,9 +107,9 @@ impl WsTransport {
             let tls = tokio_rustls::TlsConnector::from(self.tls_config()?)
                 .connect(server_name, tcp)
                 .await?;
-            client_handshake(tls, request, endpoint, peer).await
+            client_handshake(tls, &target, endpoint, peer).await
         } else {
-            client_handshake(tcp, request, endpoint, peer).await
+            client_handshake(tcp, &target, endpoint, peer).await
         }
     }
 }
@@ -204,7 +212,8 @@ impl Target {
 fn build_request(
     target: &Target,
     endpoint: &Endpoint,
-) -> io::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    key: &str,
+) -> io::Result<Request<Empty<Bytes>>> {
     let invalid = |what: &str| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -217,64 +226,126 @@ fn build_request(
             "no subprotocol to offer",
         ));
     }
-    let mut request = target
-        .request_uri
-        .as_str()
-        .into_client_request()
-        .map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad upgrade request: {e}"),
-            )
-        })?;
-    let headers = request.headers_mut();
-    headers.insert(
-        SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_str(&endpoint.subprotocol).map_err(|_| invalid("the subprotocol"))?,
-    );
+    let bad_uri = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad upgrade request URI {:?}", target.request_uri),
+        )
+    };
+    let uri: Uri = target.request_uri.parse().map_err(|_| bad_uri())?;
+    let host = uri.authority().ok_or_else(bad_uri)?.as_str();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header(
+            HOST,
+            HeaderValue::from_str(host).map_err(|_| invalid("the host"))?,
+        )
+        .header(CONNECTION, "Upgrade")
+        .header(UPGRADE, "websocket")
+        .header(SEC_WEBSOCKET_VERSION, "13")
+        .header(
+            SEC_WEBSOCKET_KEY,
+            HeaderValue::from_str(key).map_err(|_| invalid("the key"))?,
+        )
+        .header(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_str(&endpoint.subprotocol).map_err(|_| invalid("the subprotocol"))?,
+        )
+        .header(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("underpass/", env!("CARGO_PKG_VERSION"))),
+        );
     if let Some(token) = &endpoint.bearer {
         let mut value =
             HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| invalid("the token"))?;
         value.set_sensitive(true);
-        headers.insert(AUTHORIZATION, value);
+        request = request.header(AUTHORIZATION, value);
     }
-    headers.insert(
-        USER_AGENT,
-        HeaderValue::from_static(concat!("underpass/", env!("CARGO_PKG_VERSION"))),
-    );
-    Ok(request)
+    request.body(Empty::new()).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad upgrade request: {e}"),
+        )
+    })
 }
 
+/// Sends the upgrade request with hyper and, on `101`, takes the connection back (with any bytes
+/// read past the response) for the carrier's own framing.
 async fn client_handshake<S>(
     stream: S,
-    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    target: &Target,
     endpoint: &Endpoint,
     peer: Option<SocketAddr>,
 ) -> io::Result<Carrier>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (ws, response) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(websocket_config()))
-            .await
-            .map_err(handshake_error)?;
-    // tungstenite already checks this; checking again keeps the guarantee if it ever relaxes.
-    let selected = response
-        .headers()
+    let key = generate_key();
+    let request = build_request(target, endpoint, &key)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(hyper_error)?;
+    // Drives the connection until it is upgraded (then it hands the socket over and ends) or
+    // the request and its answer are dropped.
+    tokio::spawn(connection.with_upgrades());
+    let response = sender.send_request(request).await.map_err(hyper_error)?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(refused(response).await);
+    }
+    check_accept(&response, &key, endpoint)?;
+    let upgraded = hyper::upgrade::on(response).await.map_err(hyper_error)?;
+    let info = CarrierInfo {
+        transport: "ws",
+        peer,
+        subprotocol: Some(endpoint.subprotocol.clone()),
+        bearer: None,
+    };
+    // Always the type handed to hyper above; the fallback keeps hyper's wrapper if it is not.
+    Ok(match upgraded.downcast::<TokioIo<S>>() {
+        Ok(parts) => into_carrier(parts.io.into_inner(), parts.read_buf, Side::Client, info),
+        Err(upgraded) => into_carrier(TokioIo::new(upgraded), Bytes::new(), Side::Client, info),
+    })
+}
+
+/// What RFC 6455 section 4.1 asks a client to check in a `101` answer, and the subprotocol.
+fn check_accept<B>(response: &Response<B>, key: &str, endpoint: &Endpoint) -> io::Result<()> {
+    let headers = response.headers();
+    let has_token = |name: http::header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    let failed = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("WebSocket upgrade failed: {why}"),
+        )
+    };
+    if !has_token(UPGRADE, "websocket") {
+        return Err(failed("no \"Upgrade: websocket\" in the answer"));
+    }
+    if !has_token(CONNECTION, "upgrade") {
+        return Err(failed("no \"Connection: upgrade\" in the answer"));
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    if headers.get(SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes) != Some(accept.as_bytes()) {
+        return Err(failed("wrong Sec-WebSocket-Accept"));
+    }
+    if headers.contains_key(SEC_WEBSOCKET_EXTENSIONS) {
+        return Err(failed("the server chose an extension that was not offered"));
+    }
+    let selected = headers
         .get(SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok());
     if selected != Some(endpoint.subprotocol.as_str()) {
         return Err(no_subprotocol_error(&endpoint.subprotocol));
     }
-    Ok(into_carrier(
-        ws,
-        CarrierInfo {
-            transport: "ws",
-            peer,
-            subprotocol: Some(endpoint.subprotocol.clone()),
-            bearer: None,
-        },
-    ))
+    Ok(())
 }
 
 fn no_subprotocol_error(offered: &str) -> io::Error {
@@ -287,39 +358,55 @@ fn no_subprotocol_error(offered: &str) -> io::Error {
 /// Most of the body of a refused upgrade worth putting in an error message.
 const MAX_BODY_IN_ERROR: usize = 200;
 
-fn handshake_error(err: WsError) -> io::Error {
-    match err {
-        WsError::Http(response) => {
-            let status = response.status();
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(&b[..b.len().min(MAX_BODY_IN_ERROR)]).into_owned())
-                .unwrap_or_default()
-                // Keeps a hostile or chatty body from breaking log lines.
-                .replace(|c: char| c.is_control(), " ");
-            let body = body.trim();
-            let kind = match status {
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => io::ErrorKind::PermissionDenied,
-                _ => io::ErrorKind::ConnectionRefused,
-            };
-            let mut message = format!("WebSocket upgrade refused: HTTP {status}");
-            if !body.is_empty() {
-                message.push_str(": ");
-                message.push_str(body);
+/// The error for an answer other than `101`, with the start of its body (read within the
+/// handshake timeout, at most [`MAX_BODY_IN_ERROR`] bytes).
+async fn refused(response: Response<Incoming>) -> io::Error {
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut start = Vec::new();
+    while start.len() < MAX_BODY_IN_ERROR {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    start.extend_from_slice(data);
+                }
             }
-            io::Error::new(kind, message)
+            _ => break,
         }
-        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(e)) => io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("server did not select the offered WebSocket subprotocol: {e}"),
-        ),
-        WsError::Protocol(e) => io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("WebSocket upgrade failed: {e}"),
-        ),
-        other => io_error(other),
     }
+    start.truncate(MAX_BODY_IN_ERROR);
+    // Keeps a hostile or chatty body from breaking log lines.
+    let body = String::from_utf8_lossy(&start).replace(|c: char| c.is_control(), " ");
+    let body = body.trim();
+    let kind = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => io::ErrorKind::PermissionDenied,
+        _ => io::ErrorKind::ConnectionRefused,
+    };
+    let mut message = format!("WebSocket upgrade refused: HTTP {status}");
+    if !body.is_empty() {
+        message.push_str(": ");
+        message.push_str(body);
+    }
+    io::Error::new(kind, message)
+}
+
+/// A failed upgrade exchange: I/O errors keep their kind, a broken answer is `InvalidData`.
+fn hyper_error(err: hyper::Error) -> io::Error {
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return io::Error::new(io.kind(), format!("WebSocket upgrade failed: {err}"));
+        }
+        source = cause.source();
+    }
+    let kind = if err.is_parse() {
+        io::ErrorKind::InvalidData
+    } else if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
+        io::ErrorKind::ConnectionReset
+    } else {
+        io::ErrorKind::Other
+    };
+    io::Error::new(kind, format!("WebSocket upgrade failed: {err}"))
 }
 
 #[cfg(test)]

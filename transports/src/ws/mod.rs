@@ -6,22 +6,28 @@
 //! connection.
 //!
 //! Each carrier message is one binary WebSocket message, so message boundaries come for free.
-//! Both sides refuse messages and frames larger than [`MAX_MESSAGE_BYTES`].
+//! Both sides refuse messages and frames larger than [`MAX_MESSAGE_BYTES`](crate::MAX_MESSAGE_BYTES).
 //!
-//! Pings from the peer are answered by tungstenite while `recv` is being polled (it flushes the
-//! queued pong before reading on), not by `send`: a carrier whose `recv` nobody polls leaves
-//! pings unanswered. That is acceptable because the mux always has a `recv` pending and relies
-//! on its own PING frames, not on WebSocket pings, to detect a dead carrier.
+//! The upgrade is HTTP/1.1 through hyper (tungstenite derives and generates the keys); after it
+//! the carrier reads and writes RFC 6455 frames itself (`reader`, `writer`): a message is sent as
+//! one final binary frame, written with the frame header in one vectored write straight from the
+//! mux's buffers (the client copies once, to mask), and a received single-frame message is a
+//! slice of the read buffer. Fragmented messages, interleaved control frames and the close
+//! handshake are handled as RFC 6455 asks, so any conforming peer works.
+//!
+//! Pings from the peer are answered while `recv` is being polled, not by `send`: a carrier whose
+//! `recv` nobody polls leaves pings unanswered. That is acceptable because the mux always has a
+//! `recv` pending and relies on its own PING frames, not on WebSocket pings, to detect a dead
+//! carrier.
 
 mod carrier;
 mod client;
+mod frame;
+mod reader;
 mod server;
+mod writer;
 
 use std::time::Duration;
-
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
-use crate::MAX_MESSAGE_BYTES;
 
 pub use client::WsTransport;
 pub use server::{accept_upgrade, is_upgrade_request, PendingCarrier, Rejection};
@@ -34,25 +40,3 @@ pub const CONTROL_PATH: &str = "/__underpass__/control";
 
 /// Time allowed by default for TCP connect, TLS and the upgrade together.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The WebSocket settings both sides use: messages and frames capped at exactly
-/// [`MAX_MESSAGE_BYTES`], and every frame written to the socket at once instead of being gathered
-/// into a 128 KiB buffer (`send` flushes anyway; this just avoids a useless copy-and-wait).
-pub fn websocket_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES))
-        .write_buffer_size(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_limits_are_exact() {
-        let c = websocket_config();
-        assert_eq!(c.max_message_size, Some(MAX_MESSAGE_BYTES));
-        assert_eq!(c.max_frame_size, Some(MAX_MESSAGE_BYTES));
-    }
-}

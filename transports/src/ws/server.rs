@@ -12,11 +12,8 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 
-use super::carrier::into_carrier;
-use super::websocket_config;
+use super::carrier::{into_carrier, Side};
 use crate::{Carrier, CarrierInfo};
 
 /// Why [`accept_upgrade`] refused a request: an HTTP status and a short text for the body.
@@ -100,13 +97,13 @@ impl PendingCarrier {
                 format!("WebSocket upgrade failed: {e}"),
             )
         })?;
-        let ws = WebSocketStream::from_raw_socket(
+        // hyper keeps any bytes read past the request inside `upgraded` and returns them first.
+        Ok(into_carrier(
             TokioIo::new(upgraded),
-            Role::Server,
-            Some(websocket_config()),
-        )
-        .await;
-        Ok(into_carrier(ws, self.info))
+            Bytes::new(),
+            Side::Server,
+            self.info,
+        ))
     }
 }
 
