@@ -9,5 +9,6 @@ pub mod client;
 pub mod http;
 pub mod mux;
 pub mod proto;
+pub mod redact;
 pub mod server;
 pub mod tcp;

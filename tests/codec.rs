@@ -419,3 +419,35 @@ fn a_tcp_open_names_its_connection_only_when_known() {
     encode_frame(&plain, &mut out).unwrap();
     assert_eq!(&out[9..], br#"{"bindId":4,"kind":"tcp"}"#);
 }
+
+/// A frame of type `ty` with a JSON payload written by hand.
+fn raw_json(ty: u8, json: &str) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u8(ty);
+    out.put_u32(0);
+    out.put_u32(json.len() as u32);
+    out.put_slice(json.as_bytes());
+    out.freeze()
+}
+
+#[test]
+fn json_errors_never_quote_the_peers_values() {
+    const SECRET: &str = "SECRET-4f2a8c";
+    let cases = [
+        (0x01, format!(r#"{{"version":"hoody-tunnel.v1","auth":"{SECRET}"}}"#), "invalid type(string), expected struct HelloAuth"),
+        (0x01, format!(r#"{{"version":"hoody-tunnel.v1","auth":{{"kind":"bearer","token":["{SECRET}"]}}}}"#), "invalid type(sequence)"),
+        (0x03, r#"{"clientBindRef":1,"kind":"http","mode":"expose","basicAuth":{"password":918273645546372819}}"#.to_string(), "invalid type(integer), expected a string"),
+        (0x03, format!(r#"{{"clientBindRef":1,"kind":"http","mode":"expose","route":{{"mode":"{SECRET}"}}}}"#), "unknown variant, expected `single` or `cluster`"),
+        (0x01, format!(r#"{{"auth":{{"kind":"bearer","token":"{SECRET}"}}}}"#), "missing field `version`"),
+        (0x01, format!(r#"{{"version":"{SECRET}"#), "truncated JSON"),
+        (0x01, format!(r#"{{"version":{SECRET}}}"#), "not valid JSON at line 1 column"),
+    ];
+    for (ty, json, expected) in cases {
+        let err = decode_message(&raw_json(ty, &json))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(SECRET), "{err}");
+        assert!(!err.contains("918273645546372819"), "{err}");
+        assert!(err.contains(expected), "{json}: {err}");
+    }
+}

@@ -16,7 +16,7 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_BODY: usize = 64 << 20;
 
 /// Flags of `underpass admin`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct AdminArgs {
     /// The server's main listener (plain http://; the admin API lives under /__underpass__/).
     #[arg(
@@ -37,6 +37,20 @@ pub struct AdminArgs {
     /// What to ask.
     #[command(subcommand)]
     pub command: AdminCommand,
+}
+
+impl std::fmt::Debug for AdminArgs {
+    /// Written by hand so the secrets show as `<redacted>`; other fields are left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminArgs")
+            .field("server", &self.server)
+            .field("command", &self.command)
+            .field(
+                "admin_token",
+                &crate::redact::Redacted::of(&self.admin_token),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// Subcommands of `underpass admin`.

@@ -30,7 +30,7 @@ fn transport_choice(s: &str) -> Result<TransportChoice, String> {
 }
 
 /// Flags of `underpass bench`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct BenchArgs {
     /// Transports to measure: ws (one carrier), ws-striped (four carriers), quic (four carriers
     /// on one QUIC connection) or all. Repeat the flag or give a comma list.
@@ -67,6 +67,17 @@ pub struct BenchArgs {
     /// QUIC: trust server certificates issued by the CA certificates in this PEM file.
     #[arg(long, requires = "server")]
     pub ca: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for BenchArgs {
+    /// Written by hand so the secrets show as `<redacted>`; other fields are left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BenchArgs")
+            .field("transports", &self.transports)
+            .field("server", &self.server)
+            .field("token", &crate::redact::Redacted::of(&self.token))
+            .finish_non_exhaustive()
+    }
 }
 
 fn bulk_bytes(s: &str) -> Result<u64, String> {

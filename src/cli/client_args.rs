@@ -15,7 +15,7 @@ pub enum TransportChoice {
 }
 
 /// Connection flags of `http`, `tcp`, `pull`, `forward` and `start`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ClientArgs {
     /// Server URL: ws://, wss://, http://, https:// (or quic://HOST:PORT).
     #[arg(long, env = "UNDERPASS_SERVER", default_value = "ws://127.0.0.1:8080")]
@@ -36,6 +36,17 @@ pub struct ClientArgs {
     /// QUIC: trust server certificates issued by the CA certificates in this PEM file.
     #[arg(long)]
     pub ca: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for ClientArgs {
+    /// Written by hand so the secrets show as `<redacted>`; other fields are left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientArgs")
+            .field("server", &self.server)
+            .field("connections", &self.connections)
+            .field("token", &crate::redact::Redacted::of(&self.token))
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientArgs {

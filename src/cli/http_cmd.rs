@@ -22,7 +22,7 @@ pub enum ModeArg {
 }
 
 /// Flags of `underpass http`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct HttpArgs {
     /// The HTTP service: a port on 127.0.0.1, or HOST:PORT of another machine this side
     /// reaches (a NAS, a router's page).
@@ -52,6 +52,20 @@ pub struct HttpArgs {
     #[command(flatten)]
     /// Connection flags.
     pub client: ClientArgs,
+}
+
+impl std::fmt::Debug for HttpArgs {
+    /// Written by hand so the secrets show as `<redacted>`; other fields are left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpArgs")
+            .field("target", &self.target)
+            .field("subdomain", &self.subdomain)
+            .field(
+                "basic_auth_password",
+                &crate::redact::Redacted::of(&self.basic_auth_password),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpArgs {

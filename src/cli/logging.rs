@@ -3,7 +3,32 @@
 use std::io::IsTerminal;
 
 use clap::ValueEnum;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+/// Libraries that print whole WebSocket frames, HTTP request heads or QUIC frames at debug or
+/// trace level: HELLO with its token, `Authorization` headers, join nonces. They are capped
+/// here, in a filter of its own, so no `RUST_LOG` directive (however specific) can lift the
+/// cap and put a secret in the logs.
+const CAPPED: [(&str, LevelFilter); 8] = [
+    ("tungstenite", LevelFilter::INFO),
+    ("tokio_tungstenite", LevelFilter::INFO),
+    ("hyper", LevelFilter::INFO),
+    ("hyper_util", LevelFilter::INFO),
+    ("h2", LevelFilter::INFO),
+    ("rustls", LevelFilter::INFO),
+    ("tokio_rustls", LevelFilter::INFO),
+    ("quinn_proto", LevelFilter::DEBUG),
+];
+
+/// The cap of [`CAPPED`]; everything else passes to the user's filter.
+fn library_cap() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CAPPED)
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -28,7 +53,7 @@ pub fn init(format: LogFormat, default_level: &str) {
         .with_ansi(ansi)
         .with_target(false);
     let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.finish().with(library_cap()).try_init(),
+        LogFormat::Json => builder.json().finish().with(library_cap()).try_init(),
     };
 }

@@ -13,7 +13,7 @@ use crate::http::edge::trusted_proxy::TrustedProxies;
 use crate::server::{Limits, Server, ServerConfig, CONTROL_PATH};
 
 /// Flags of `underpass server`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ServerArgs {
     /// Main listener: public HTTP, control endpoint, health probes.
     #[arg(long, env = "UNDERPASS_LISTEN", default_value = "127.0.0.1:8080")]
@@ -127,6 +127,21 @@ pub struct ServerArgs {
     /// Keep the self-signed QUIC certificate in this file so restarts keep its fingerprint.
     #[arg(long, conflicts_with = "tls_cert")]
     pub tls_cert_cache: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ServerArgs {
+    /// Written by hand so the secrets show as `<redacted>`; other fields are left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerArgs")
+            .field("listen", &self.listen)
+            .field("domain", &self.domain)
+            .field("token", &crate::redact::Redacted::of(&self.token))
+            .field(
+                "admin_token",
+                &crate::redact::Redacted::of(&self.admin_token),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerArgs {

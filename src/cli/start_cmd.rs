@@ -16,7 +16,7 @@ use crate::http::edge::routing::validate_route_name;
 use crate::proto::RouteMode;
 
 /// Flags of `underpass start`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct StartArgs {
     /// TOML file with the server, token and bindings.
     #[arg(long, short)]
@@ -38,8 +38,19 @@ pub struct StartArgs {
     pub ca: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for StartArgs {
+    /// Written by hand so the secrets show as `<redacted>`; other fields are left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartArgs")
+            .field("config", &self.config)
+            .field("server", &self.server)
+            .field("token", &crate::redact::Redacted::of(&self.token))
+            .finish_non_exhaustive()
+    }
+}
+
 /// The config file. Unknown keys are errors, reported with their line.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Server URL.
@@ -62,8 +73,23 @@ pub struct ConfigFile {
     pub forward: Vec<ForwardEntry>,
 }
 
+impl std::fmt::Debug for ConfigFile {
+    /// Written by hand so the secrets show as `<redacted>`; other fields are left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field("server", &self.server)
+            .field("connections", &self.connections)
+            .field("http", &self.http)
+            .field("tcp", &self.tcp)
+            .field("pull", &self.pull)
+            .field("forward", &self.forward)
+            .field("token", &crate::redact::Redacted::of(&self.token))
+            .finish_non_exhaustive()
+    }
+}
+
 /// One `[[http]]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpEntry {
     /// Local port.
@@ -90,6 +116,21 @@ pub struct HttpEntry {
     /// Visitor addresses refused, even inside `cidr_allow`.
     #[serde(default)]
     pub cidr_deny: Vec<String>,
+}
+
+impl std::fmt::Debug for HttpEntry {
+    /// Written by hand so the secrets show as `<redacted>`; other fields are left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpEntry")
+            .field("port", &self.port)
+            .field("to", &self.to)
+            .field("subdomain", &self.subdomain)
+            .field(
+                "basic_auth_password",
+                &crate::redact::Redacted::of(&self.basic_auth_password),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// One `[[tcp]]` table.

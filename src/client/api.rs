@@ -16,7 +16,7 @@ use crate::proto::{BasicAuth, Bind, BindKind, BindMode, RouteMode, RouteSpec};
 use crate::tcp::ProxyProtocol;
 
 /// An HTTP expose: where it is published and who answers.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct HttpExpose {
     /// Host route: `Some("demo")`, `Some("@")` (root), or `None` for a server-assigned name.
     /// Ignored when `route` is false.
@@ -37,6 +37,25 @@ pub struct HttpExpose {
     pub cidr_allow: Vec<String>,
     /// Visitor addresses refused (same forms), even inside `cidr_allow`.
     pub cidr_deny: Vec<String>,
+}
+
+impl std::fmt::Debug for HttpExpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpExpose")
+            .field("subdomain", &self.subdomain)
+            .field("route", &self.route)
+            .field("mode", &self.mode)
+            .field("takeover", &self.takeover)
+            .field("port", &self.port)
+            .field("basic_auth_username", &self.basic_auth_username)
+            .field(
+                "basic_auth_password",
+                &crate::redact::Redacted::of(&self.basic_auth_password),
+            )
+            .field("cidr_allow", &self.cidr_allow)
+            .field("cidr_deny", &self.cidr_deny)
+            .finish()
+    }
 }
 
 impl HttpExpose {

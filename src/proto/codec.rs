@@ -4,6 +4,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::error::Category;
 
 use super::frame::{Frame, FrameType};
 use super::{
@@ -194,7 +195,52 @@ fn decode_payload(code: u8, sid: u32, payload: Bytes) -> Result<Option<Frame>, D
 }
 
 fn json<T: DeserializeOwned>(ty: FrameType, payload: &[u8]) -> Result<T, DecodeError> {
-    serde_json::from_slice(payload).map_err(|e| bad(ty, &e.to_string()))
+    serde_json::from_slice(payload).map_err(|e| bad(ty, &json_error(&e)))
+}
+
+/// serde's message with the peer's values left out. serde quotes what it got (`invalid type:
+/// string "<the token>"`, `unknown variant `<value>``), so a token or password sent in the
+/// wrong place would otherwise reach logs and GOAWAY texts. What remains (the kind of value,
+/// what the schema expected, a missing field's name, the position) comes from our own types.
+fn json_error(e: &serde_json::Error) -> String {
+    let at = format!("line {} column {}", e.line(), e.column());
+    match e.classify() {
+        Category::Syntax => format!("not valid JSON at {at}"),
+        Category::Eof => "truncated JSON".into(),
+        Category::Io => "unreadable JSON".into(),
+        Category::Data => {
+            let text = e.to_string();
+            if let Some(field) = text
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                return format!("missing field `{field}` at {at}");
+            }
+            let problem = ["invalid type: ", "invalid value: ", "invalid length "]
+                .iter()
+                .find_map(|prefix| {
+                    let kind = text.strip_prefix(prefix)?.split([' ', ',']).next()?;
+                    let kind: String = kind.chars().filter(char::is_ascii_alphanumeric).collect();
+                    Some(format!("{}({kind})", prefix.trim_end_matches([':', ' '])))
+                })
+                .or_else(|| {
+                    ["unknown variant", "unknown field"]
+                        .into_iter()
+                        .find(|p| text.starts_with(p))
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| "invalid value".to_string());
+            // The expectation is the last ", expected ..." (a quoted value may contain the
+            // words, but it always comes before serde's own text).
+            let expected = text
+                .rfind(", expected ")
+                .map(|i| &text[i + 2..])
+                .and_then(|rest| rest.rsplit_once(" at line "))
+                .map(|(expected, _)| format!(", {expected}"))
+                .unwrap_or_default();
+            format!("{problem}{expected} at {at}")
+        }
+    }
 }
 
 fn bad(ty: FrameType, reason: &str) -> DecodeError {

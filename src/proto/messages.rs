@@ -35,12 +35,21 @@ pub struct Hello {
 }
 
 /// Credentials inside HELLO.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct HelloAuth {
     /// Always `bearer`.
     pub kind: String,
     /// The shared token.
     pub token: String,
+}
+
+impl std::fmt::Debug for HelloAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelloAuth")
+            .field("kind", &self.kind)
+            .field("token", &crate::redact::REDACTED)
+            .finish()
+    }
 }
 
 /// Resume request inside HELLO.
@@ -96,7 +105,7 @@ pub struct ResumedBind {
 }
 
 /// Permission to attach one extra v2 carrier.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinTicket {
     /// Carrier index, 1..M-1.
@@ -107,8 +116,18 @@ pub struct JoinTicket {
     pub expires_ms: u64,
 }
 
+impl std::fmt::Debug for JoinTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinTicket")
+            .field("index", &self.index)
+            .field("nonce", &crate::redact::REDACTED)
+            .field("expires_ms", &self.expires_ms)
+            .finish()
+    }
+}
+
 /// JOIN: first frame of an extra v2 carrier.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Join {
     /// Session to join.
@@ -117,6 +136,16 @@ pub struct Join {
     pub index: u32,
     /// The ticket's nonce.
     pub nonce: String,
+}
+
+impl std::fmt::Debug for Join {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Join")
+            .field("session_id", &self.session_id)
+            .field("index", &self.index)
+            .field("nonce", &crate::redact::REDACTED)
+            .finish()
+    }
 }
 
 /// JOIN_OK: the carrier is attached.

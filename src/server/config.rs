@@ -72,7 +72,7 @@ impl Default for Limits {
 }
 
 /// Everything a server needs to start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Main listener: public HTTP, control endpoint, health.
     pub listen: SocketAddr,
@@ -100,6 +100,27 @@ pub struct ServerConfig {
     /// QUIC listener, when enabled.
     #[cfg(feature = "quic")]
     pub quic: Option<QuicListen>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::{Redacted, REDACTED};
+        let mut d = f.debug_struct("ServerConfig");
+        d.field("listen", &self.listen)
+            .field("domain", &self.domain)
+            .field("token", &REDACTED)
+            .field("admin_token", &Redacted::of(&self.admin_token))
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("expose_ports", &self.expose_ports)
+            .field("allow_forward", &self.allow_forward)
+            .field("allow_privileged_ports", &self.allow_privileged_ports)
+            .field("public_url_template", &self.public_url_template)
+            .field("limits", &self.limits)
+            .field("control_listen", &self.control_listen);
+        #[cfg(feature = "quic")]
+        d.field("quic", &self.quic);
+        d.finish()
+    }
 }
 
 /// Where the QUIC listener binds and the certificate it presents.

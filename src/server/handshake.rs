@@ -133,7 +133,8 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
             &state,
             &mut carrier,
             ErrorCode::VERSION_MISMATCH,
-            &format!("unsupported protocol version '{}'", hello.version),
+            // The peer's value is not echoed: it may be anything, a secret included.
+            "unsupported protocol version; this server speaks hoody-tunnel.v1 and hoody-tunnel.v2",
         )
         .await;
     };

@@ -13,7 +13,7 @@ use crate::mux::Session;
 use crate::proto::{BindId, BindKind, BindMode, ProtocolVersion};
 
 /// A join ticket handed out in HELLO_OK.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Ticket {
     /// Carrier index it admits.
     pub index: u32,
@@ -23,6 +23,17 @@ pub struct Ticket {
     pub expires: Instant,
     /// A ticket admits one carrier only.
     pub used: bool,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("index", &self.index)
+            .field("nonce", &crate::redact::REDACTED)
+            .field("expires", &self.expires)
+            .field("used", &self.used)
+            .finish()
+    }
 }
 
 /// One binding a session holds.

@@ -24,7 +24,7 @@ pub mod ws;
 pub const MAX_MESSAGE_BYTES: usize = 262_144;
 
 /// Where and how a client dials a carrier.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Endpoint {
     /// Server base URL (`ws://`, `wss://`, `http://`, `https://`, or `mem://NAME` for tests). A
     /// transport appends its own path (WebSocket: `/__underpass__/control`) unless the URL already
@@ -37,7 +37,7 @@ pub struct Endpoint {
 }
 
 /// Facts about one carrier, for the session table, logs and the admin API.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct CarrierInfo {
     /// Transport name: `mem`, `ws`, `quic`.
     pub transport: &'static str,
@@ -47,6 +47,36 @@ pub struct CarrierInfo {
     pub subprotocol: Option<String>,
     /// Bearer token presented at the transport level (upgrade header), server side only.
     pub bearer: Option<String>,
+}
+
+/// How `Debug` shows a bearer token: whether there is one, never its value.
+fn redacted(bearer: &Option<String>) -> &'static str {
+    if bearer.is_some() {
+        "<redacted>"
+    } else {
+        "None"
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url)
+            .field("subprotocol", &self.subprotocol)
+            .field("bearer", &format_args!("{}", redacted(&self.bearer)))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CarrierInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CarrierInfo")
+            .field("transport", &self.transport)
+            .field("peer", &self.peer)
+            .field("subprotocol", &self.subprotocol)
+            .field("bearer", &format_args!("{}", redacted(&self.bearer)))
+            .finish()
+    }
 }
 
 /// One carrier: the two halves are driven by separate tasks.
