@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod http;
+pub mod inspect;
 pub mod mux;
 pub mod proto;
 pub mod redact;

@@ -12,6 +12,7 @@ use super::options::ClientOptions;
 use super::session::{Binding, ClientSession, StreamHandler};
 use crate::http::body::ProxyBody;
 use crate::http::local::{Handler, LocalPort, LocalService};
+use crate::inspect::{Inspector, TunnelInfo};
 use crate::proto::{BasicAuth, Bind, BindKind, BindMode, RouteMode, RouteSpec};
 use crate::tcp::ProxyProtocol;
 
@@ -37,6 +38,8 @@ pub struct HttpExpose {
     pub cidr_allow: Vec<String>,
     /// Visitor addresses refused (same forms), even inside `cidr_allow`.
     pub cidr_deny: Vec<String>,
+    /// Capture every exchange in this request inspector (see [`crate::inspect`]).
+    pub inspector: Option<Inspector>,
 }
 
 impl std::fmt::Debug for HttpExpose {
@@ -186,8 +189,33 @@ impl ClientSession {
         spec: &HttpExpose,
     ) -> Result<Binding, ClientError> {
         let service = LocalService::Port(LocalPort::at(to));
-        self.bind(spec.to_bind(), StreamHandler::Http(service))
-            .await
+        self.bind_http(spec, service, format!("http://{to}")).await
+    }
+
+    /// Binds an http expose answered by `service`, registered with the spec's inspector.
+    async fn bind_http(
+        &self,
+        spec: &HttpExpose,
+        service: LocalService,
+        addr: String,
+    ) -> Result<Binding, ClientError> {
+        let binding = self
+            .bind(spec.to_bind(), StreamHandler::Http(service.clone()))
+            .await?;
+        if let Some(inspector) = &spec.inspector {
+            let name = match (binding.subdomain(), binding.container_port()) {
+                (Some(route), _) => route.to_string(),
+                (None, 0) => "@".to_string(),
+                (None, port) => format!("port-{port}"),
+            };
+            let info = TunnelInfo {
+                name,
+                public_url: binding.public_url().unwrap_or_default().to_string(),
+                addr,
+            };
+            self.set_tap(&binding, Arc::new(inspector.attach(info, service)));
+        }
+        Ok(binding)
     }
 
     /// Publishes an in-process handler: requests reach it with no local socket.
@@ -201,11 +229,8 @@ impl ClientSession {
         Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |req| Box::pin(handler(req)));
-        self.bind(
-            spec.to_bind(),
-            StreamHandler::Http(LocalService::Handler(handler)),
-        )
-        .await
+        self.bind_http(spec, LocalService::Handler(handler), "handler".into())
+            .await
     }
 
     /// Publishes raw TCP `127.0.0.1:local_port` on server port `remote_port` (0 = any free).

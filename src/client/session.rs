@@ -14,6 +14,7 @@ use super::connect::connect;
 use super::error::ClientError;
 use super::options::ClientOptions;
 use crate::http::local::{serve_stream, LocalService};
+use crate::http::tap::Tap;
 use crate::mux::{MuxStream, Session, SessionEvent};
 use crate::proto::{
     Bind, BindId, BindKind, BindMode, BindRef, ErrorCode, Frame, HelloOk, StreamOpen,
@@ -44,6 +45,8 @@ type BindReply = Result<crate::proto::BindOk, ClientError>;
 #[derive(Default)]
 struct Registry {
     handlers: HashMap<BindId, StreamHandler>,
+    /// Observers of http bindings (the request inspector).
+    taps: HashMap<BindId, Arc<dyn Tap>>,
     pending: HashMap<String, oneshot::Sender<BindReply>>,
     revoked: HashMap<BindId, String>,
 }
@@ -145,7 +148,11 @@ impl Drop for Binding {
         if let Some(task) = self.forward_task.take() {
             task.abort();
         }
-        self.session.inner.registry().handlers.remove(&self.bind_id);
+        {
+            let mut registry = self.session.inner.registry();
+            registry.handlers.remove(&self.bind_id);
+            registry.taps.remove(&self.bind_id);
+        }
         let _ = self
             .session
             .inner
@@ -308,6 +315,11 @@ impl ClientSession {
         Ok(binding)
     }
 
+    /// Lets `tap` observe every HTTP exchange of `binding` from now on.
+    pub(super) fn set_tap(&self, binding: &Binding, tap: Arc<dyn Tap>) {
+        self.inner.registry().taps.insert(binding.bind_id, tap);
+    }
+
     /// Sends a raw control frame (tests of protocol edge cases).
     pub fn send_control(&self, frame: &Frame) -> Result<(), ClientError> {
         self.inner
@@ -376,8 +388,12 @@ async fn event_loop(session: Session, generation: u64, weak: Weak<Inner>) {
 fn handle_event(inner: &Inner, event: SessionEvent) {
     match event {
         SessionEvent::Incoming(stream, open) => {
-            let handler = inner.registry().handlers.get(&open.bind_id).cloned();
-            dispatch(stream, open, handler);
+            let (handler, tap) = {
+                let registry = inner.registry();
+                let handler = registry.handlers.get(&open.bind_id).cloned();
+                (handler, registry.taps.get(&open.bind_id).cloned())
+            };
+            dispatch(stream, open, handler, tap);
         }
         SessionEvent::Control(Frame::BindOk(ok)) => {
             let reference = reference_of(&ok.client_bind_ref);
@@ -410,10 +426,15 @@ fn handle_event(inner: &Inner, event: SessionEvent) {
     }
 }
 
-fn dispatch(mut stream: MuxStream, open: StreamOpen, handler: Option<StreamHandler>) {
+fn dispatch(
+    mut stream: MuxStream,
+    open: StreamOpen,
+    handler: Option<StreamHandler>,
+    tap: Option<Arc<dyn Tap>>,
+) {
     match (handler, open.kind) {
         (Some(StreamHandler::Http(service)), BindKind::Http) => {
-            tokio::spawn(serve_stream(stream, open, service));
+            tokio::spawn(serve_stream(stream, open, service, tap));
         }
         (Some(StreamHandler::Tcp(addr)), BindKind::Tcp) => {
             tokio::spawn(crate::tcp::connect_and_splice(

@@ -18,6 +18,7 @@ use super::edge::hop_by_hop::{strip_hop_by_hop, strip_hop_by_hop_keep_upgrade};
 use super::edge::visitor_error;
 use super::headers::{from_pairs, to_pairs};
 use super::interim_io::MAX_INTERIM_HEADS;
+use super::tap::{self, Counted, Tap, Watch};
 use crate::mux::{MuxStream, SendHalf};
 use crate::proto::{ResponseHead, StreamOpen};
 
@@ -92,7 +93,8 @@ fn head_of<B>(resp: &Response<B>, upgrade: bool) -> ResponseHead {
 }
 
 /// Sends a whole small response (errors) on the stream.
-async fn answer_with(send: &mut SendHalf, resp: Response<bytes::Bytes>) {
+async fn answer_with(send: &mut SendHalf, resp: Response<bytes::Bytes>, watch: Option<&Watch>) {
+    tap::whole_response(watch, &resp);
     let head = head_of(&resp, false);
     if send.send_head(&head).is_ok() && send.send(resp.into_body()).await.is_ok() {
         let _ = send.finish();
@@ -182,15 +184,27 @@ fn host_of(open: &StreamOpen) -> &str {
         .map_or("-", |(_, v)| v.as_str())
 }
 
-/// Answers one HTTP stream opened by the server.
-pub async fn serve_stream(stream: MuxStream, open: StreamOpen, service: LocalService) {
+/// Answers one HTTP stream opened by the server; `tap` (the request inspector) sees it pass.
+pub async fn serve_stream(
+    stream: MuxStream,
+    open: StreamOpen,
+    service: LocalService,
+    tap: Option<Arc<dyn Tap>>,
+) {
     let started = Instant::now();
     let method = open.method.clone().unwrap_or_default();
+    let watch = tap.and_then(|t| t.begin(&open));
+    let watch = watch.as_ref();
     let status = match &service {
-        LocalService::Port(local) if open.is_upgrade => serve_upgrade(stream, &open, local).await,
-        LocalService::Port(local) => serve_port(stream, &open, local).await,
-        LocalService::Handler(handler) => serve_handler(stream, &open, handler).await,
+        LocalService::Port(local) if open.is_upgrade => {
+            serve_upgrade(stream, &open, local, watch).await
+        }
+        LocalService::Port(local) => serve_port(stream, &open, local, watch).await,
+        LocalService::Handler(handler) => serve_handler(stream, &open, handler, watch).await,
     };
+    if let Some(w) = watch {
+        w.finish(status);
+    }
     tracing::info!(
         %method,
         host = host_of(&open),
@@ -201,12 +215,17 @@ pub async fn serve_stream(stream: MuxStream, open: StreamOpen, service: LocalSer
     );
 }
 
-async fn serve_port(stream: MuxStream, open: &StreamOpen, local: &LocalPort) -> StatusCode {
+async fn serve_port(
+    stream: MuxStream,
+    open: &StreamOpen,
+    local: &LocalPort,
+    watch: Option<&Watch>,
+) -> StatusCode {
     let (recv, mut send) = stream.split();
     let authority = local.addr.to_string();
     let mut req = match build_request(open, MuxBody::new(recv).boxed(), &authority) {
-        Ok(r) => r,
-        Err(e) => return bad_request(&mut send, &e).await,
+        Ok(r) => tap::request(watch, r),
+        Err(e) => return bad_request(&mut send, &e, watch).await,
     };
     // Interim responses (103 Early Hints, ...) travel as `final: false` heads while the request
     // is still waiting for its final answer; an app that sends them without end is cut off.
@@ -242,42 +261,52 @@ async fn serve_port(stream: MuxStream, open: &StreamOpen, local: &LocalPort) -> 
     }
     match answer {
         Ok(resp) => {
-            pump_response(
-                &mut send,
-                resp.map(|b| b.map_err(std::io::Error::other).boxed()),
-            )
-            .await
+            let resp = resp.map(|b| b.map_err(std::io::Error::other).boxed());
+            pump_response(&mut send, tap::response(watch, resp)).await
         }
         Err(e) => {
-            let resp = if e.is_connect() {
-                visitor_error::upstream_refused(local.addr)
-            } else {
-                visitor_error::upstream_reset(local.addr)
-            };
+            let resp = local_failure(local.addr, &e);
             let status = resp.status();
-            answer_with(&mut send, resp).await;
+            answer_with(&mut send, resp, watch).await;
             status
         }
     }
 }
 
-async fn bad_request(send: &mut SendHalf, why: &str) -> StatusCode {
+/// What a visitor gets when the local service cannot be reached or fails mid-request.
+fn local_failure(
+    addr: SocketAddr,
+    e: &hyper_util::client::legacy::Error,
+) -> Response<bytes::Bytes> {
+    if e.is_connect() {
+        visitor_error::upstream_refused(addr)
+    } else {
+        visitor_error::upstream_reset(addr)
+    }
+}
+
+async fn bad_request(send: &mut SendHalf, why: &str, watch: Option<&Watch>) -> StatusCode {
     let mut resp = Response::new(bytes::Bytes::from(format!(
         "underpass: invalid request from the tunnel server: {why}\n"
     )));
     *resp.status_mut() = StatusCode::BAD_REQUEST;
-    answer_with(send, resp).await;
+    answer_with(send, resp, watch).await;
     StatusCode::BAD_REQUEST
 }
 
 /// An upgrade needs its own connection (it is consumed by the upgrade), then raw bytes flow.
-async fn serve_upgrade(stream: MuxStream, open: &StreamOpen, local: &LocalPort) -> StatusCode {
+async fn serve_upgrade(
+    stream: MuxStream,
+    open: &StreamOpen,
+    local: &LocalPort,
+    watch: Option<&Watch>,
+) -> StatusCode {
     let (recv, mut send) = stream.split();
     let authority = local.addr.to_string();
     let empty = Empty::new().map_err(|never| match never {}).boxed();
     let mut req = match build_request(open, empty, &authority) {
-        Ok(r) => r,
-        Err(e) => return bad_request(&mut send, &e).await,
+        Ok(r) => tap::request(watch, r),
+        Err(e) => return bad_request(&mut send, &e, watch).await,
     };
     // A connection-level client writes the URI as given: use origin form, as a browser would.
     if let Some(origin) = req
@@ -290,14 +319,19 @@ async fn serve_upgrade(stream: MuxStream, open: &StreamOpen, local: &LocalPort) 
     let tcp = match tokio::net::TcpStream::connect(local.addr).await {
         Ok(tcp) => tcp,
         Err(_) => {
-            answer_with(&mut send, visitor_error::upstream_refused(local.addr)).await;
+            answer_with(
+                &mut send,
+                visitor_error::upstream_refused(local.addr),
+                watch,
+            )
+            .await;
             return StatusCode::BAD_GATEWAY;
         }
     };
     crate::tcp::tune(&tcp);
     let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await
     else {
-        answer_with(&mut send, visitor_error::upstream_reset(local.addr)).await;
+        answer_with(&mut send, visitor_error::upstream_reset(local.addr), watch).await;
         return StatusCode::BAD_GATEWAY;
     };
     tokio::spawn(async move {
@@ -310,20 +344,24 @@ async fn serve_upgrade(stream: MuxStream, open: &StreamOpen, local: &LocalPort) 
     let resp = match answer {
         Ok(resp) => resp,
         Err(_) => {
-            answer_with(&mut send, visitor_error::upstream_reset(local.addr)).await;
+            answer_with(&mut send, visitor_error::upstream_reset(local.addr), watch).await;
             return StatusCode::BAD_GATEWAY;
         }
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let resp = resp.map(|b| b.map_err(std::io::Error::other).boxed());
-        return pump_response(&mut send, resp).await;
+        return pump_response(&mut send, tap::response(watch, resp)).await;
+    }
+    if let Some(w) = watch {
+        w.response_head(resp.status(), resp.headers());
     }
     if send.send_head(&head_of(&resp, true)).is_err() {
         return StatusCode::SWITCHING_PROTOCOLS;
     }
     match hyper::upgrade::on(resp).await {
         Ok(upgraded) => {
-            let _ = crate::tcp::splice_halves(TokioIo::new(upgraded), recv, send).await;
+            let io = Counted::new(TokioIo::new(upgraded), watch);
+            let _ = crate::tcp::splice_halves(io, recv, send).await;
         }
         Err(e) => send.reset(
             crate::proto::ErrorCode::CANCEL,
@@ -333,21 +371,56 @@ async fn serve_upgrade(stream: MuxStream, open: &StreamOpen, local: &LocalPort) 
     StatusCode::SWITCHING_PROTOCOLS
 }
 
-async fn serve_handler(stream: MuxStream, open: &StreamOpen, handler: &Handler) -> StatusCode {
+async fn serve_handler(
+    stream: MuxStream,
+    open: &StreamOpen,
+    handler: &Handler,
+    watch: Option<&Watch>,
+) -> StatusCode {
     let (recv, mut send) = stream.split();
-    let authority = host_of(open).to_string();
-    let authority = if authority == "-" {
-        "localhost".to_string()
-    } else {
-        authority
-    };
-    let req = match build_request(open, MuxBody::new(recv).boxed(), &authority) {
-        Ok(r) => r,
-        Err(e) => return bad_request(&mut send, &e).await,
+    let req = match build_request(open, MuxBody::new(recv).boxed(), handler_authority(open)) {
+        Ok(r) => tap::request(watch, r),
+        Err(e) => return bad_request(&mut send, &e, watch).await,
     };
     let resp = tokio::select! {
         resp = handler(req) => resp,
         () = send.closed() => return VISITOR_LEFT,
     };
-    pump_response(&mut send, resp).await
+    pump_response(&mut send, tap::response(watch, resp)).await
+}
+
+/// The authority a handler's request carries: the public host, as the visitor asked.
+fn handler_authority(open: &StreamOpen) -> &str {
+    match host_of(open) {
+        "-" => "localhost",
+        host => host,
+    }
+}
+
+impl LocalService {
+    /// Answers a request given as a stream head and a whole body without a tunnel (the request
+    /// inspector's replay): built as a tunnel request is and sent to the same local port or
+    /// handler. A refused or reset connection is the 502 a visitor would get; `Err` names a
+    /// head that cannot be sent.
+    pub async fn call(
+        &self,
+        open: &StreamOpen,
+        body: bytes::Bytes,
+    ) -> Result<Response<ProxyBody>, String> {
+        match self {
+            LocalService::Port(local) => {
+                let authority = local.addr.to_string();
+                let req = build_request(open, super::body::full(body), &authority)?;
+                Ok(match local.client.request(req).await {
+                    Ok(resp) => resp.map(|b| b.map_err(std::io::Error::other).boxed()),
+                    Err(e) => local_failure(local.addr, &e).map(super::body::full),
+                })
+            }
+            LocalService::Handler(handler) => {
+                let authority = handler_authority(open);
+                let req = build_request(open, super::body::full(body), authority)?;
+                Ok(handler(req).await)
+            }
+        }
+    }
 }

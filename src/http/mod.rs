@@ -7,4 +7,5 @@ pub mod edge;
 pub mod headers;
 pub mod interim_io;
 pub mod local;
+pub mod tap;
 pub mod visitor;
