@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 
 use super::address_args::AddressArgs;
 use super::client_args::ClientArgs;
+use super::inspect_args::InspectArgs;
 use super::supervise;
 use crate::client::{ClientError, HttpExpose};
 use crate::http::edge::routing::validate_route_name;
@@ -52,6 +53,9 @@ pub struct HttpArgs {
     #[command(flatten)]
     /// Connection flags.
     pub client: ClientArgs,
+    #[command(flatten)]
+    /// The request inspector.
+    pub inspect: InspectArgs,
 }
 
 impl std::fmt::Debug for HttpArgs {
@@ -98,27 +102,40 @@ impl HttpArgs {
             basic_auth_password: password,
             cidr_allow,
             cidr_deny,
+            inspector: None,
         })
     }
 }
 
 /// Runs until Ctrl-C; reconnects keep the route (an assigned name is reused).
 pub async fn run(args: HttpArgs) -> Result<(), String> {
-    let spec = args.expose()?;
+    let mut spec = args.expose()?;
     let opts = args.client.options()?;
+    let inspect = args.inspect.start(None).await?;
+    spec.inspector = inspect.as_ref().map(|i| i.inspector.clone());
+    let inspect_line = inspect.as_ref().map(|i| i.line());
     let spec = Arc::new(Mutex::new(spec));
     let client = args.client.clone();
     let to = super::service_target::resolve(&args.target).await?;
     supervise::run(opts, move |session, first| {
         let spec = spec.clone();
         let client = client.clone();
+        let inspect_line = inspect_line.clone();
         async move {
             let request = spec.lock().map(|s| s.clone()).unwrap_or_default();
             let binding = session.expose_http_at(to, &request).await?;
             let name = binding.subdomain().unwrap_or("@").to_string();
+            let public = client.printable_route_url(
+                &name,
+                session.hello().domain.as_deref(),
+                binding.public_url(),
+            );
             // Keep an assigned name for the life of the process.
             if let Ok(mut s) = spec.lock() {
                 s.subdomain = Some(name.clone());
+                if let Some(inspector) = &s.inspector {
+                    inspector.set_public_url(&name, &public);
+                }
             }
             if first {
                 if name == "@" {
@@ -126,18 +143,14 @@ pub async fn run(args: HttpArgs) -> Result<(), String> {
                 } else {
                     println!("subdomain: {name}");
                 }
-                println!(
-                    "public: {}",
-                    client.printable_route_url(
-                        &name,
-                        session.hello().domain.as_deref(),
-                        binding.public_url()
-                    )
-                );
+                println!("public: {public}");
                 if binding.container_port() != 0 {
                     if let Some(url) = binding.public_url() {
                         println!("port: {url}");
                     }
+                }
+                if let Some(line) = &inspect_line {
+                    println!("{line}");
                 }
                 tracing::info!(local = %to, "forwarding");
             }
@@ -145,5 +158,7 @@ pub async fn run(args: HttpArgs) -> Result<(), String> {
         }
     })
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    drop(inspect);
+    Ok(())
 }

@@ -7,6 +7,7 @@ mod client_args;
 mod demo;
 mod demo_app;
 mod http_cmd;
+mod inspect_args;
 mod logging;
 mod parse;
 mod server_cmd;

@@ -51,6 +51,15 @@ pub fn seconds(s: &str) -> Result<Duration, String> {
 
 /// A byte size: `1048576`, `1MiB`, `16MiB`, `64KiB`.
 pub fn bytes(s: &str) -> Result<u32, String> {
+    let v = byte_count(s)?;
+    if v < 65_536 || v > u32::MAX as u64 / 2 {
+        return Err(format!("'{s}' is out of range (64KiB to 2GiB)"));
+    }
+    Ok(v as u32)
+}
+
+/// A number of bytes, any size: `0`, `1048576`, `64KiB`, `16MiB`.
+pub fn byte_count(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (num, mult) = if let Some(n) = t.strip_suffix("MiB") {
         (n, 1024 * 1024)
@@ -63,11 +72,8 @@ pub fn bytes(s: &str) -> Result<u32, String> {
         .trim()
         .parse()
         .map_err(|_| format!("'{s}' is not a size (e.g. 1048576, 64KiB, 16MiB)"))?;
-    let v = n * mult;
-    if v < 65_536 || v > u32::MAX as u64 / 2 {
-        return Err(format!("'{s}' is out of range (64KiB to 2GiB)"));
-    }
-    Ok(v as u32)
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 #[cfg(test)]

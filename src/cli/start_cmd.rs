@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::address_args;
 use super::client_args::{ClientArgs, TransportChoice};
 use super::http_cmd::ModeArg;
+use super::inspect_args::{InspectArgs, InspectFile};
 use super::service_target::{resolve, service_target};
 use super::supervise;
 use crate::client::{Binding, ClientError, ClientSession, HttpExpose, TcpExpose};
@@ -36,6 +37,9 @@ pub struct StartArgs {
     /// QUIC: CA file (for a quic:// server).
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    #[command(flatten)]
+    /// The request inspector (overrides the file's `inspect`).
+    pub inspect: InspectArgs,
 }
 
 impl std::fmt::Debug for StartArgs {
@@ -71,6 +75,8 @@ pub struct ConfigFile {
     /// Forwards.
     #[serde(default)]
     pub forward: Vec<ForwardEntry>,
+    /// The request inspector of the http bindings: `"off"`, an address, or a table.
+    pub inspect: Option<InspectFile>,
 }
 
 impl std::fmt::Debug for ConfigFile {
@@ -227,6 +233,7 @@ fn http_spec(e: &HttpEntry) -> Result<HttpExpose, String> {
         basic_auth_password: e.basic_auth_password.clone(),
         cidr_allow,
         cidr_deny,
+        inspector: None,
     })
 }
 
@@ -291,8 +298,18 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
             args.config.display()
         ));
     }
+    // The inspector sees HTTP only: without [[http]] there is nothing to show.
+    let inspect = match http.is_empty() {
+        true => None,
+        false => args.inspect.start(file.inspect.as_ref()).await?,
+    };
+    for (_, _, spec) in &mut http {
+        spec.inspector = inspect.as_ref().map(|i| i.inspector.clone());
+    }
+    let inspect_line = inspect.as_ref().map(|i| i.line());
     let file = std::sync::Arc::new(file);
     supervise::run(opts, move |session: ClientSession, first| {
+        let inspect_line = inspect_line.clone();
         let http = http.clone();
         let tcp = tcp.clone();
         let pulls = pulls.clone();
@@ -303,15 +320,16 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
             for (to, text, spec) in &http {
                 let b = session.expose_http_at(*to, spec).await?;
                 let name = b.subdomain().unwrap_or("@").to_string();
+                let public = client.printable_route_url(
+                    &name,
+                    session.hello().domain.as_deref(),
+                    b.public_url(),
+                );
+                if let Some(inspector) = &spec.inspector {
+                    inspector.set_public_url(&name, &public);
+                }
                 if first {
-                    println!(
-                        "http {text} -> {}",
-                        client.printable_route_url(
-                            &name,
-                            session.hello().domain.as_deref(),
-                            b.public_url()
-                        )
-                    );
+                    println!("http {text} -> {public}");
                 }
                 out.push(b);
             }
@@ -344,11 +362,16 @@ pub async fn run(args: StartArgs) -> Result<(), String> {
                 }
                 out.push(b);
             }
+            if let (true, Some(line)) = (first, &inspect_line) {
+                println!("{line}");
+            }
             Ok::<_, ClientError>(out)
         }
     })
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    drop(inspect);
+    Ok(())
 }
 
 #[cfg(test)]
