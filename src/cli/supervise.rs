@@ -20,10 +20,14 @@ where
 {
     let mut attempt = 0u32;
     let mut first = true;
+    // One listener for the whole run: a Ctrl-C that comes while binding (between two selects)
+    // is kept for the next one instead of being lost.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         let session = tokio::select! {
             s = ClientSession::connect(&opts) => s,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut ctrl_c => return Ok(()),
         };
         let session = match session {
             Ok(s) => s,
@@ -34,7 +38,7 @@ where
                 attempt += 1;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue,
-                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                    _ = &mut ctrl_c => return Ok(()),
                 }
             }
         };
@@ -64,7 +68,7 @@ where
                         return Err(ClientError::Closed(format!("binding revoked: {reason}")));
                     }
                 }
-                _ = tokio::signal::ctrl_c() => {
+                _ = &mut ctrl_c => {
                     drop(bindings);
                     session.close();
                     // Give GOAWAY a moment to leave.
