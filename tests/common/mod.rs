@@ -7,6 +7,7 @@
 
 mod apps;
 mod http;
+mod inspect;
 mod process;
 mod raw_http;
 mod tls;
@@ -16,6 +17,8 @@ mod tls;
 pub use self::apps::*;
 #[allow(unused_imports)]
 pub use self::http::*;
+#[allow(unused_imports)]
+pub use self::inspect::*;
 #[allow(unused_imports)]
 pub use self::process::*;
 #[allow(unused_imports)]
