@@ -267,7 +267,8 @@ fn sample(path: &[&str], long: &str, w: &World) -> Option<(String, Flags)> {
             Some((w.path(&w.ca_file), vec![flag("--server", &w.quic_url)]))
         }
         ("start", "config") => v(&w.path(&w.config_file)),
-        ("http", "subdomain") => v(&format!("surface{n}")),
+        // The flag run and the variable run may overlap: each gets a route of its own.
+        ("http", "subdomain") => v("surface{n}"),
         ("http", "mode") => v("cluster"),
         ("http" | "tcp", "port") => v("0"),
         ("http", "basic-auth-username") => Some((
@@ -305,6 +306,9 @@ fn sample(path: &[&str], long: &str, w: &World) -> Option<(String, Flags)> {
         ("admin", "server") => v(&w.admin_url),
         ("admin", "admin-token") => v(ADMIN_TOKEN),
         ("admin", "grace-ms") => v("100"),
+        ("http" | "start" | "demo", "inspect") => v("127.0.0.1:0"),
+        ("http" | "start" | "demo", "inspect-body-cap") => v("64KiB"),
+        ("http" | "start" | "demo", "inspect-max-requests") => v("10"),
         _ => None,
     }
 }
@@ -371,8 +375,13 @@ fn plan(w: &World) -> (Vec<Run>, Vec<String>) {
     let mut globals_done = HashSet::new();
     let mut leaves = Vec::new();
     collect_leaves(&cmd, &mut Vec::new(), &mut leaves);
+    // `{n}` in an argument or a variable becomes a number no other run uses.
     let fresh = |mut run: Run| {
-        for a in &mut run.args {
+        for a in run
+            .args
+            .iter_mut()
+            .chain(run.env.iter_mut().map(|(_, v)| v))
+        {
             *a = a.replace("{n}", &w.unique().to_string());
         }
         run
@@ -420,13 +429,13 @@ fn plan(w: &World) -> (Vec<Run>, Vec<String>) {
                     "{var}: not an UNDERPASS_ variable"
                 );
                 let env_value = if takes_value { value } else { "true".into() };
-                runs.push(compose(
+                runs.push(fresh(compose(
                     &b,
                     long,
                     Given::Env(var, env_value),
                     &extra,
                     b.ready,
-                ));
+                )));
             }
         }
         // The base call alone too: flags that are all defaults.

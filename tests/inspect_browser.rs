@@ -90,7 +90,7 @@ async fn browser(driver: &Driver, extra_args: &[&str]) -> Client {
         "--disable-component-update".into(),
         "--disable-sync".into(),
         "--hide-scrollbars".into(),
-        "--window-size=1360,820".into(),
+        "--window-size=1400,940".into(),
         format!("--user-data-dir={}", driver.profile.display()),
     ];
     args.extend(extra_args.iter().map(|a| a.to_string()));
@@ -225,8 +225,16 @@ async fn the_page_shows_requests_live_pretty_prints_json_and_replays() {
     rows(&c, 1).await;
     visit(&t, Method::POST, "/webhooks/github", PUSH).await;
     visit(&t, Method::POST, "/api/orders", r#"{"sku":"tea","qty":2}"#).await;
+    visit(
+        &t,
+        Method::PUT,
+        "/api/users/7?notify=1",
+        r#"{"name":"Ada","lang":"rust"}"#,
+    )
+    .await;
+    visit(&t, Method::DELETE, "/api/sessions/42", "").await;
     visit(&t, Method::GET, "/missing", "").await;
-    let shown = rows(&c, 4).await;
+    let shown = rows(&c, 6).await;
     let newest = shown[0].text().await.unwrap();
     assert!(
         newest.contains("/missing") && newest.contains("404"),
@@ -280,7 +288,7 @@ async fn the_page_shows_requests_live_pretty_prints_json_and_replays() {
         .click()
         .await
         .unwrap();
-    let shown = rows(&c, 5).await;
+    let shown = rows(&c, 7).await;
     within(20, async {
         while hooks.load(Ordering::SeqCst) < 2 {
             tokio::time::sleep(Duration::from_millis(20)).await;
