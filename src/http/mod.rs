@@ -8,4 +8,5 @@ pub mod headers;
 pub mod interim_io;
 pub mod local;
 pub mod tap;
+pub mod throttled_body;
 pub mod visitor;

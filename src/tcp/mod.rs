@@ -4,7 +4,9 @@
 mod proxy_header;
 mod socket_options;
 mod splice;
+mod throttle;
 
 pub use proxy_header::{proxy_header, ProxyProtocol};
 pub use socket_options::{tune, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
-pub use splice::{connect_and_splice, splice, splice_halves};
+pub use splice::{connect_and_splice, connect_and_splice_with, splice, splice_halves};
+pub use throttle::{Throttle, Throttled, TokenBucket};

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::Throttle;
 use crate::mux::{MuxStream, RecvHalf, SendHalf};
 use crate::proto::ErrorCode;
 
@@ -16,11 +17,17 @@ const CHUNK: usize = 64 * 1024;
 /// Connects to `addr`, writes `preamble` (a PROXY protocol header, or nothing) and splices
 /// `stream` to it; a refused connection resets the stream with REFUSED_STREAM and a reason
 /// naming `what` (the local service, a server port), so the other end can tell the visitor.
-pub async fn connect_and_splice(
+pub async fn connect_and_splice(addr: SocketAddr, stream: MuxStream, what: &str, preamble: Bytes) {
+    connect_and_splice_with(addr, stream, what, preamble, None).await
+}
+
+/// [`connect_and_splice`], with the connection's bytes drawn from `throttle` when given.
+pub async fn connect_and_splice_with(
     addr: SocketAddr,
     mut stream: MuxStream,
     what: &str,
     preamble: Bytes,
+    throttle: Option<Throttle>,
 ) {
     match tokio::net::TcpStream::connect(addr).await {
         Ok(mut tcp) => {
@@ -30,7 +37,11 @@ pub async fn connect_and_splice(
                 stream.reset(ErrorCode::CANCEL, &format!("{what} {addr} closed: {e}"));
                 return;
             }
-            if let Err(e) = splice(tcp, stream).await {
+            let spliced = match throttle {
+                Some(t) => splice(t.wrap(tcp), stream).await,
+                None => splice(tcp, stream).await,
+            };
+            if let Err(e) = spliced {
                 tracing::debug!(%addr, error = %e, "tcp stream ended");
             }
         }
