@@ -74,13 +74,19 @@ pub enum AdminCommand {
         #[command(subcommand)]
         action: BindingsAction,
     },
+    /// Re-read the server's clients file (--clients), as SIGHUP does.
+    Reload,
 }
 
 /// `underpass admin sessions ...`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum SessionsAction {
-    /// Every session.
-    List,
+    /// Every session, one line each (SESSION, CLIENT, PEER, ...).
+    List {
+        /// The admin API's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Close a session after a grace period; its client sees GOAWAY "killed by admin".
     Kill {
         /// Session id (from `sessions list`).
@@ -106,8 +112,9 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
         AdminCommand::Metrics => (Method::GET, "/__underpass__/metrics".to_string()),
         AdminCommand::List => (Method::GET, "/__underpass__/api/v1/tunnels".to_string()),
         AdminCommand::Sessions {
-            action: SessionsAction::List,
+            action: SessionsAction::List { .. },
         } => (Method::GET, "/__underpass__/api/v1/sessions".to_string()),
+        AdminCommand::Reload => (Method::POST, "/__underpass__/api/v1/reload".to_string()),
         AdminCommand::Sessions {
             action: SessionsAction::Kill { id, grace_ms },
         } => {
@@ -142,8 +149,15 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
         print!("{text}");
         return Ok(());
     }
+    let table = matches!(
+        args.command,
+        AdminCommand::Sessions {
+            action: SessionsAction::List { json: false }
+        }
+    );
     // Pretty JSON for people; a body that is not JSON (a proxy's page) is shown as it came.
     match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(value) if table => print!("{}", super::admin_table::sessions(&value)),
         Ok(value) => match serde_json::to_string_pretty(&value) {
             Ok(pretty) => println!("{pretty}"),
             Err(_) => println!("{text}"),

@@ -23,10 +23,10 @@ pub struct DemoArgs {
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(args: DemoArgs) -> Result<(), String> {
-    let mut cfg = ServerConfig::local(generate_token());
+    let token = generate_token();
+    let mut cfg = ServerConfig::local(token.clone());
     cfg.listen = args.listen;
     cfg.domain = Some("localhost".into());
-    let token = cfg.token.clone();
     let server = Server::start(cfg).await.map_err(|e| e.to_string())?;
     let addr = server.local_addr();
     let app = demo_app::start().await.map_err(|e| e.to_string())?;

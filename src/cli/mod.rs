@@ -2,6 +2,7 @@
 
 mod address_args;
 mod admin_cmd;
+mod admin_table;
 mod bench_cmd;
 mod client_args;
 mod demo;
@@ -16,6 +17,7 @@ mod skill_cmd;
 mod start_cmd;
 mod supervise;
 mod tcp_cmd;
+mod token_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -56,8 +58,11 @@ pub enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Write a short reference for coding agents (`skill install DIR`); contacts nothing.
     Skill(skill_cmd::SkillArgs),
-    /// Ask a running server's admin API: health, metrics, sessions, bindings, kill a session.
+    /// Ask a running server's admin API: health, metrics, sessions, bindings, kill a session,
+    /// reload the clients file.
     Admin(admin_cmd::AdminArgs),
+    /// Make a client token for the server's clients file (`token new`); contacts nothing.
+    Token(token_cmd::TokenArgs),
 }
 
 /// Empty `UNDERPASS_*` variables count as unset (call before starting threads), so `UNDERPASS_TOKEN=` does not shadow a
@@ -96,6 +101,7 @@ pub async fn main() -> Result<(), String> {
         Command::Bench(a) => bench_cmd::run(a).await,
         Command::Skill(a) => skill_cmd::run(a),
         Command::Admin(a) => admin_cmd::run(a).await,
+        Command::Token(a) => token_cmd::run(a),
     }
 }
 

@@ -10,6 +10,7 @@ use clap::Args;
 use super::parse;
 use crate::http::edge::token::generate_token;
 use crate::http::edge::trusted_proxy::TrustedProxies;
+use crate::server::clients::DEFAULT_CLIENT;
 use crate::server::{Limits, Server, ServerConfig, CONTROL_PATH};
 
 /// Flags of `underpass server`.
@@ -21,9 +22,14 @@ pub struct ServerArgs {
     /// Root domain: D is the root route, X.D is route X.
     #[arg(long, env = "UNDERPASS_DOMAIN")]
     pub domain: Option<String>,
-    /// Client token; generated and printed when absent.
+    /// Client token; generated and printed when absent (unless --clients is given). With
+    /// --clients it is the client `default`, with every right.
     #[arg(long, env = "UNDERPASS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// TOML file of named clients, each with its own token and scope; re-read on SIGHUP and
+    /// `underpass admin reload`.
+    #[arg(long, env = "UNDERPASS_CLIENTS", value_name = "FILE")]
+    pub clients: Option<PathBuf>,
     /// Bearer token of the admin API (/__underpass__/api/v1/...) and /__underpass__/metrics;
     /// both answer 404 without it.
     #[arg(long, env = "UNDERPASS_ADMIN_TOKEN", hide_env_values = true)]
@@ -145,16 +151,18 @@ impl std::fmt::Debug for ServerArgs {
 }
 
 impl ServerArgs {
-    /// Builds the server configuration; the token is generated when missing (second value true).
+    /// Builds the server configuration; the token is generated when missing and there is no
+    /// clients file (second value true).
     pub fn config(&self) -> Result<(ServerConfig, bool), String> {
         let trusted = TrustedProxies::parse(&self.trusted_proxies).map_err(|e| e.to_string())?;
         let (token, generated) = match self.token.as_deref().filter(|t| !t.is_empty()) {
-            Some(t) => (t.to_string(), false),
-            None => (generate_token(), true),
+            Some(t) => (Some(t.to_string()), false),
+            None if self.clients.is_some() => (None, false),
+            None => (Some(generate_token()), true),
         };
         let admin_token = self.admin_token.clone().filter(|t| !t.is_empty());
         // Every client holds the client token; the same value would hand them the admin API.
-        if admin_token.as_deref().is_some_and(|a| a == token) {
+        if admin_token.is_some() && admin_token == token {
             return Err(
                 "--admin-token must differ from --token (every client knows the token)".into(),
             );
@@ -187,6 +195,7 @@ impl ServerArgs {
                 listen: self.listen,
                 domain,
                 token,
+                clients_file: self.clients.clone(),
                 admin_token,
                 trusted_proxies: trusted,
                 expose_ports: self.expose_ports.clone(),
@@ -237,13 +246,23 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
         .quic
         .as_ref()
         .map(|q| q.cert.fingerprint_sha256_hex());
-    let token = config.token.clone();
+    let token = config.token.clone().filter(|_| generated);
     let domain = config.domain.clone();
     let server = Server::start(config).await.map_err(|e| e.to_string())?;
     let addr = server.local_addr();
-    if generated {
+    // Listening for SIGHUP before the banner: a reload sent once the banner is out must not
+    // find the default action (ending the process) still in place.
+    let reloads = server
+        .state()
+        .clients
+        .file()
+        .is_some()
+        .then(|| reload_on_sighup(server.state().clone()))
+        .flatten();
+    if let Some(token) = token {
         println!("token: {token}");
     }
+    print_clients(&server);
     let host = domain.unwrap_or_else(|| addr.ip().to_string());
     println!("public: http://{host}:{}", addr.port());
     println!("control: ws://{addr}{CONTROL_PATH}");
@@ -257,12 +276,69 @@ pub async fn run(args: ServerArgs) -> Result<(), String> {
     }
     tracing::info!(%addr, "server listening");
     shutdown_signal().await;
+    if let Some(task) = reloads {
+        task.abort();
+    }
     tracing::info!(
         drain_secs = args_drain.as_secs_f64(),
         "draining, then shutting down"
     );
     server.shutdown_within(args_drain).await;
     Ok(())
+}
+
+/// With a clients file: one `clients:` line naming them, and a `default:` line when the shared
+/// token is one of them.
+fn print_clients(server: &Server) {
+    let registry = &server.state().clients;
+    let Some(file) = registry.file() else {
+        return;
+    };
+    let clients = registry.all();
+    let named: Vec<&str> = clients
+        .iter()
+        .map(|c| &*c.name)
+        .filter(|n| *n != DEFAULT_CLIENT)
+        .collect();
+    let names = if named.is_empty() {
+        "none yet".to_string()
+    } else {
+        named.join(", ")
+    };
+    println!(
+        "clients: {names} (from {}; SIGHUP re-reads it)",
+        file.display()
+    );
+    if clients.iter().any(|c| &*c.name == DEFAULT_CLIENT) {
+        println!("default: the shared --token is the client 'default', with every right");
+    }
+}
+
+/// A task that re-reads the clients file on each SIGHUP (only started with `--clients`;
+/// without it SIGHUP keeps its usual meaning and ends the process).
+fn reload_on_sighup(
+    state: std::sync::Arc<crate::server::ServerState>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; use `underpass admin reload` instead");
+            return None;
+        };
+        Some(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: re-reading the clients file");
+                // Success and failure are both logged by the reload itself.
+                let _ = crate::server::clients::reload(&state);
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = state;
+        None
+    }
 }
 
 async fn shutdown_signal() {

@@ -17,8 +17,10 @@ use super::edge::request::EdgeRequest;
 use super::edge::visitor_error;
 use super::headers::{from_pairs, to_pairs};
 use super::interim_io::{encode_interim_head, InterimOutcome, InterimWriter, MAX_INTERIM_HEADS};
+use super::throttled_body::ThrottledBody;
 use crate::mux::{MuxError, SendHalf, Session};
 use crate::proto::{BindId, BindKind, ErrorCode, ResponseHead, StreamOpen};
+use crate::tcp::{Throttle, TokenBucket};
 
 /// Where a visitor's request goes and what the edge knows about the visitor.
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub struct Target<'a> {
     pub bind_id: BindId,
     /// Basic Auth of the binding.
     pub auth: Option<&'a BasicAuthPolicy>,
+    /// The bandwidth buckets of the binding's client, when it has a limit.
+    pub throttle: Option<&'a Throttle>,
 }
 
 /// Edge facts for one request.
@@ -116,7 +120,8 @@ pub async fn proxy(
     let upgrade_send = if is_upgrade {
         Some(send)
     } else {
-        tokio::spawn(pump_request_body(req.into_body(), send));
+        let bucket = target.throttle.map(|t| t.to_client.clone());
+        tokio::spawn(pump_request_body(req.into_body(), send, bucket));
         None
     };
     let deadline = Instant::now() + visitor.response_timeout;
@@ -159,11 +164,15 @@ pub async fn proxy(
     };
     if let Some((on_upgrade, send)) = upgraded {
         strip_hop_by_hop_keep_upgrade(&mut resp_headers);
+        let throttle = target.throttle.cloned();
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let io = hyper_util::rt::TokioIo::new(upgraded);
-                    let _ = crate::tcp::splice_halves(io, recv, send).await;
+                    let _ = match throttle {
+                        Some(t) => crate::tcp::splice_halves(t.wrap(io), recv, send).await,
+                        None => crate::tcp::splice_halves(io, recv, send).await,
+                    };
                 }
                 Err(e) => tracing::debug!(error = %e, "visitor upgrade failed"),
             }
@@ -174,7 +183,11 @@ pub async fn proxy(
         return resp;
     }
     strip_hop_by_hop(&mut resp_headers);
-    let mut resp = Response::new(MuxBody::new(recv).boxed());
+    let body = match target.throttle {
+        Some(t) => ThrottledBody::new(MuxBody::new(recv), t.from_client.clone()).boxed(),
+        None => MuxBody::new(recv).boxed(),
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     *resp.headers_mut() = resp_headers;
     resp
@@ -211,12 +224,23 @@ async fn relay_interim(writer: &EdgeInterim, head: &ResponseHead) {
 }
 
 /// Streams the visitor's request body into the tunnel, then EOF. A visitor that goes away
-/// mid-body resets the stream so the client stops waiting.
-async fn pump_request_body(mut body: Incoming, mut send: SendHalf) {
+/// mid-body resets the stream so the client stops waiting. With a `bucket`, each frame waits
+/// for it first (the client's bandwidth limit).
+async fn pump_request_body(
+    mut body: Incoming,
+    mut send: SendHalf,
+    bucket: Option<std::sync::Arc<TokenBucket>>,
+) {
     loop {
+        if let Some(bucket) = &bucket {
+            bucket.ready().await;
+        }
         match body.frame().await {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
+                    if let Some(bucket) = &bucket {
+                        bucket.take(data.len());
+                    }
                     if send.send(data).await.is_err() {
                         return;
                     }

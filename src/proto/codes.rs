@@ -101,10 +101,13 @@ pub enum BindErrorCode {
     ModeMismatch,
     /// *(underpass)* The requested route is not a DNS label.
     InvalidName,
-    /// *(underpass)* The server does not allow forwarding to this port.
+    /// *(underpass)* The port is outside what the server (`--allow-forward`) or the client's
+    /// scope (`--clients` file) allows, or the client may not open pull bindings.
     ForbiddenPort,
     /// *(underpass)* A `cidrAllow` or `cidrDeny` entry is not an address or range.
     InvalidPolicy,
+    /// *(underpass)* The route is outside the client's scope (`--clients` file).
+    ForbiddenRoute,
     /// A code this build does not know.
     #[serde(other)]
     Other,
@@ -127,6 +130,7 @@ impl BindErrorCode {
             Self::InvalidName => "INVALID_NAME",
             Self::ForbiddenPort => "FORBIDDEN_PORT",
             Self::InvalidPolicy => "INVALID_POLICY",
+            Self::ForbiddenRoute => "FORBIDDEN_ROUTE",
             Self::Other => "OTHER",
         }
     }

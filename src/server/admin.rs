@@ -5,6 +5,7 @@
 //! - `GET /__underpass__/api/v1/tunnels`, `.../sessions`, `.../bindings`: listings;
 //! - `DELETE /__underpass__/api/v1/sessions/{id}?grace_ms=N` (0-5000, default 50): 202, and the
 //!   session is closed after the grace period;
+//! - `POST /__underpass__/api/v1/reload`: re-reads the clients file (`--clients`);
 //! - `GET /__underpass__/metrics`: OpenMetrics text. It needs the admin token too, because
 //!   its labels name every session; give Prometheus the token (`authorization` in the scrape
 //!   config).
@@ -124,6 +125,8 @@ fn route(
         )),
         "/sessions" => ok_json(&json::sessions(&snapshot::sessions(state))),
         "/bindings" => ok_json(&json::bindings(&snapshot::sessions(state))),
+        "/reload" if method != Method::POST => not_allowed("POST"),
+        "/reload" => reload(state),
         _ => match rest.strip_prefix("/sessions/") {
             Some(id) if !id.is_empty() && !id.contains('/') => {
                 if method != Method::DELETE {
@@ -137,14 +140,16 @@ fn route(
 }
 
 fn metrics(state: &Arc<ServerState>) -> Response<ProxyBody> {
+    let views = snapshot::sessions(state);
     let facts = metrics::ServerFacts {
+        clients: snapshot::clients(state, &views),
         routes: state.routes.snapshot().len(),
         fd_permits_available: Some(state.fd_budget.available() as u64),
         draining: state.is_draining(),
         counters: state.counters.snapshot(),
         over_budget: state.fd_budget.refused(),
     };
-    let text = metrics::render(&snapshot::sessions(state), facts);
+    let text = metrics::render(&views, facts);
     let mut resp = Response::new(full(text));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -163,7 +168,7 @@ fn kill(state: &Arc<ServerState>, id: &str, query: Option<&str>) -> Response<Pro
     let Some(entry) = state.sessions.get(id) else {
         return error(StatusCode::NOT_FOUND, &format!("no session {id}"));
     };
-    tracing::info!(session = %entry.id, grace_ms, "session killed by admin");
+    tracing::info!(session = %entry.id, client = %entry.client.name, grace_ms, "session killed by admin");
     // An admin kill skips the resume grace (PROTOCOL.md, "Liveness and resume"), even if the
     // carrier drops during the grace period.
     entry.forbid_parking();
@@ -179,9 +184,25 @@ fn kill(state: &Arc<ServerState>, id: &str, query: Option<&str>) -> Response<Pro
         StatusCode::ACCEPTED,
         &json::Killing {
             session_id: entry.id.clone(),
+            client: entry.client.name.to_string(),
             status: "closing",
         },
     )
+}
+
+/// `POST .../reload`: re-reads the clients file. 200 with what changed; 409 without a clients
+/// file; 422 when the file is refused (the previous clients stay in force).
+fn reload(state: &Arc<ServerState>) -> Response<ProxyBody> {
+    if state.clients.file().is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            "the server runs without --clients; there is nothing to reload",
+        );
+    }
+    match crate::server::clients::reload(state) {
+        Ok(report) => ok_json(&json::Reloaded::from(report)),
+        Err(message) => error(StatusCode::UNPROCESSABLE_ENTITY, &message),
+    }
 }
 
 /// The `grace_ms` query parameter: absent means [`DEFAULT_GRACE_MS`]; anything but a whole

@@ -53,7 +53,8 @@ pub async fn bind(state: &Arc<ServerState>, entry: &Arc<SessionEntry>, bind: Bin
             subdomain: granted.subdomain,
         }),
         Err(r) => {
-            tracing::info!(session = %entry.id, code = %r.code, message = %r.message, "bind refused");
+            entry.client.usage.refused_bind(r.code);
+            tracing::info!(session = %entry.id, client = %entry.client.name, code = %r.code, message = %r.message, "bind refused");
             Frame::BindErr(BindErr {
                 client_bind_ref,
                 code: r.code,
@@ -68,13 +69,27 @@ async fn try_bind(
     entry: &Arc<SessionEntry>,
     bind: Bind,
 ) -> Result<(BindId, Granted), Refusal> {
-    let cap = state.config.limits.max_bindings_per_session;
+    // The client's scope as it is now: a reload may have changed it since the HELLO.
+    let Some(client) = state.clients.current(&entry.client.name) else {
+        return Err(Refusal::new(
+            BindErrorCode::Internal,
+            format!(
+                "client '{}' is no longer known to the server",
+                entry.client.name
+            ),
+        ));
+    };
+    let (cap, whose) = match client.scope.max_bindings {
+        Some(n) => (n, "max_bindings of the client"),
+        None => (state.config.limits.max_bindings_per_session, "server limit"),
+    };
     if entry.bindings().len() >= cap {
         return Err(Refusal::new(
             BindErrorCode::BindCapExceeded,
-            format!("this session already holds {cap} bindings (server limit)"),
+            format!("this session already holds {cap} bindings ({whose})"),
         ));
     }
+    client.scope.admit_bind(&client.name, &bind)?;
     if address_policy(&bind)?.is_some() && bind.mode != BindMode::Expose {
         return Err(Refusal::new(
             BindErrorCode::InvalidKind,
@@ -258,6 +273,18 @@ fn claim(
 
 /// Tells a session that its binding was taken over, and forgets the binding.
 pub fn revoke(state: &Arc<ServerState>, session_id: &str, bind_id: BindId, reason: &str) {
+    revoke_with(state, session_id, bind_id, ErrorCode::BIND_TAKEOVER, reason)
+}
+
+/// Takes a binding away from a session: its streams are reset with `code`, then the session
+/// gets BIND_REVOKED with `reason`.
+pub fn revoke_with(
+    state: &Arc<ServerState>,
+    session_id: &str,
+    bind_id: BindId,
+    code: ErrorCode,
+    reason: &str,
+) {
     let Some(entry) = state.sessions.get(session_id) else {
         return;
     };
@@ -268,7 +295,7 @@ pub fn revoke(state: &Arc<ServerState>, session_id: &str, bind_id: BindId, reaso
         }
         // The old holder's streams go first, then it learns the binding is gone.
         let session = entry.session();
-        session.reset_binding(bind_id, ErrorCode::BIND_TAKEOVER, reason);
+        session.reset_binding(bind_id, code, reason);
         let _ = session.send_control(&Frame::BindRevoked(BindRevoked {
             bind_id,
             reason: reason.to_string(),
@@ -314,10 +341,11 @@ pub fn serve_client_stream(entry: &Arc<SessionEntry>, mut stream: MuxStream, ope
         return;
     };
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    tokio::spawn(crate::tcp::connect_and_splice(
+    tokio::spawn(crate::tcp::connect_and_splice_with(
         addr,
         stream,
         "server-side port",
         bytes::Bytes::new(),
+        entry.client.usage.throttle().cloned(),
     ));
 }

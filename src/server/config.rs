@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::edge::trusted_proxy::TrustedProxies;
@@ -78,8 +79,11 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Root domain for host routing (`D` = root route, `X.D` = route `X`).
     pub domain: Option<String>,
-    /// Shared client token.
-    pub token: String,
+    /// Shared client token: the client `default`, with every right. `None` only with a
+    /// clients file.
+    pub token: Option<String>,
+    /// The clients file (`--clients`): named clients with their own tokens and scopes.
+    pub clients_file: Option<PathBuf>,
     /// Bearer token of the admin API and metrics; `None` turns them off (404).
     pub admin_token: Option<String>,
     /// Peers whose `X-Forwarded-*` headers are believed.
@@ -139,7 +143,8 @@ impl ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             domain: None,
-            token: token.into(),
+            token: Some(token.into()),
+            clients_file: None,
             admin_token: None,
             trusted_proxies: TrustedProxies::none(),
             expose_ports: 20000..=65534,

@@ -12,7 +12,6 @@ use underpass_transports::Carrier;
 use super::session_task;
 use super::sessions::{SessionEntry, Ticket};
 use super::state::ServerState;
-use crate::http::edge::token::tokens_equal;
 use crate::mux::{MuxConfig, Role, Session};
 use crate::proto::{
     decode_message, encode_frame, negotiate_connections, ErrorCode, Frame, GoAway, Hello, HelloOk,
@@ -125,9 +124,9 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         )
         .await;
     };
-    if !tokens_equal(&token, &state.config.token) {
+    let Some(client) = state.clients.authenticate(&token) else {
         return refuse(&state, &mut carrier, ErrorCode::AUTH, "invalid token").await;
-    }
+    };
     let Some(version) = ProtocolVersion::parse(&hello.version) else {
         return refuse(
             &state,
@@ -139,9 +138,10 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         .await;
     };
     let resuming = match &hello.resume {
+        // Another client's session is refused as if it did not exist.
         Some(resume) => match state.sessions.get(&resume.session_id) {
-            Some(entry) => Some(entry),
-            None => return refuse_resume(&state, &mut carrier).await,
+            Some(entry) if entry.client.same_as(&client) => Some(entry),
+            _ => return refuse_resume(&state, &mut carrier).await,
         },
         None => None,
     };
@@ -224,6 +224,21 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         )
         .await;
     }
+    if let Some(max) = client.scope.max_sessions {
+        if state.sessions.count_of(&client) >= max {
+            let message = format!(
+                "client '{}' already has {max} sessions (its max_sessions)",
+                client.name
+            );
+            return refuse(
+                &state,
+                &mut carrier,
+                ErrorCode::RESOURCE_EXHAUSTED,
+                &message,
+            )
+            .await;
+        }
+    }
     // The session is in the table before HELLO_OK leaves, so a client that got HELLO_OK can
     // rely on the server knowing it (JOIN, admin listings). HELLO_OK is the first frame the mux
     // writes on carrier 0.
@@ -231,6 +246,7 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
     let session = Session::start(mux_config(&state), carrier);
     let entry = Arc::new(SessionEntry::new(
         id.clone(),
+        client.clone(),
         session.clone(),
         peer,
         version,
@@ -248,7 +264,7 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         state.sessions.remove(&id);
         return;
     }
-    tracing::info!(session = %id, ?peer, version = version.as_str(), carriers = granted, "session opened");
+    tracing::info!(session = %id, client = %client.name, ?peer, version = version.as_str(), carriers = granted, "session opened");
     session_task::run(state, entry).await;
 }
 
@@ -303,9 +319,18 @@ fn mux_config(state: &ServerState) -> MuxConfig {
 
 async fn accept_join(state: Arc<ServerState>, mut carrier: Carrier, join: Join) {
     let entry = state.sessions.get(&join.session_id);
+    // A bearer token on the upgrade (hoody SDKs send one on every carrier) must be the
+    // session's client's; the ticket alone admits a carrier without one.
+    let bearer_ok = |e: &SessionEntry| match carrier.info.bearer.as_deref() {
+        None => true,
+        Some(t) => state
+            .clients
+            .authenticate(t)
+            .is_some_and(|c| c.same_as(&e.client)),
+    };
     let admitted = entry
         .as_ref()
-        .is_some_and(|e| e.redeem_ticket(join.index, &join.nonce, Instant::now()));
+        .is_some_and(|e| bearer_ok(e) && e.redeem_ticket(join.index, &join.nonce, Instant::now()));
     let (Some(entry), true) = (entry, admitted) else {
         let err = Frame::JoinErr(JoinErr {
             code: "INVALID_TICKET".into(),

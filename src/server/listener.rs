@@ -147,7 +147,9 @@ async fn handle(
     };
     if !path.starts_with(RESERVED_PREFIX) && !matches!(kind, ListenerKind::Control) {
         state.counters.request(resp.status().as_u16());
+        let client = resp.extensions().get::<ServedBy>().map(|c| c.0.clone());
         tracing::info!(
+            client = client.as_deref().unwrap_or("-"),
             %method,
             host = host.as_deref().unwrap_or("-"),
             path = %path,
@@ -199,17 +201,25 @@ async fn forward(
         }
     }
     let session = pick.holder.session();
+    let client = &pick.holder.entry.client;
     let target = Target {
         session: &session,
         bind_id: pick.holder.bind_id,
         auth: pick.guard.auth.as_ref(),
+        throttle: client.usage.throttle(),
     };
     let visitor = Visitor {
         edge,
         response_timeout: state.config.limits.response_timeout,
     };
-    proxy(req, target, visitor).await
+    let mut resp = proxy(req, target, visitor).await;
+    resp.extensions_mut().insert(ServedBy(client.name.clone()));
+    resp
 }
+
+/// The client whose binding answered a request, for the access log line.
+#[derive(Clone)]
+struct ServedBy(Arc<str>);
 
 async fn reserved(
     state: &Arc<ServerState>,

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bindings;
+pub mod clients;
 pub mod config;
 pub(crate) mod counters;
 mod fd_budget;
@@ -46,8 +47,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the main listener and starts serving.
+    /// Binds the main listener and starts serving. A clients file that cannot be read or has
+    /// an error fails the start, with the line in the message.
     pub async fn start(config: ServerConfig) -> io::Result<Self> {
+        let clients = clients::ClientRegistry::load(
+            config.token.as_deref(),
+            config.admin_token.as_deref(),
+            config.clients_file.as_deref(),
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
         })?;
@@ -63,7 +71,7 @@ impl Server {
         let quic_listen = config.quic.clone();
         #[cfg(feature = "quic")]
         let quic_pin = quic_listen.as_ref().map(|q| q.cert.fingerprint_sha256());
-        let state = Arc::new(ServerState::new(config, local_addr));
+        let state = Arc::new(ServerState::new(config, local_addr, clients));
         let accept = tokio::spawn(listener::accept_loop(
             state.clone(),
             listener,
@@ -127,6 +135,13 @@ impl Server {
     /// Shared state (sessions, routes), for embedders and tests.
     pub fn state(&self) -> &Arc<ServerState> {
         &self.state
+    }
+
+    /// Reads the clients file again and applies it (what SIGHUP and `underpass admin reload`
+    /// do): sessions of removed clients end, bindings outside a shrunk scope are revoked. A bad
+    /// file changes nothing and the error says why.
+    pub fn reload_clients(&self) -> Result<clients::ReloadReport, String> {
+        clients::reload(&self.state)
     }
 
     /// The mux of every live session, by session id.

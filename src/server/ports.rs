@@ -3,9 +3,11 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio::net::TcpListener;
 
@@ -65,12 +67,14 @@ fn check_port(state: &ServerState, port: u16) -> Result<(), Refusal> {
 }
 
 /// The session and binding holding an expose on `port`, if any.
-fn port_holder(state: &ServerState, port: u16) -> Option<(String, BindId)> {
+fn port_holder(state: &ServerState, port: u16) -> Option<(Arc<SessionEntry>, BindId)> {
     state.sessions.all().into_iter().find_map(|s| {
-        s.bindings()
+        let bind_id = s
+            .bindings()
             .values()
             .find(|b| b.container_port == port && b.mode == BindMode::Expose)
-            .map(|b| (s.id.clone(), b.bind_id))
+            .map(|b| b.bind_id)?;
+        Some((s, bind_id))
     })
 }
 
@@ -102,25 +106,62 @@ async fn listen_exact(ip: IpAddr, port: u16) -> Result<TcpListener, Refusal> {
     Err(in_use(port))
 }
 
-async fn listen_in_range(state: &ServerState, ip: IpAddr) -> Result<TcpListener, Refusal> {
-    let range = state.config.expose_ports.clone();
-    for _ in 0..64 {
-        let port = rand::rng().random_range(range.clone());
-        if port == state.local_addr.port() || port_holder(state, port).is_some() {
+/// A free port picked by the server: from the client's own ports when its scope lists them,
+/// else from the expose range.
+async fn listen_in_range(
+    state: &ServerState,
+    ip: IpAddr,
+    pool: Option<&[RangeInclusive<u16>]>,
+) -> Result<TcpListener, Refusal> {
+    let expose = [state.config.expose_ports.clone()];
+    let ranges = pool.unwrap_or(&expose);
+    for port in candidates(ranges) {
+        if check_port(state, port).is_err() || port_holder(state, port).is_some() {
             continue;
         }
         if let Ok(l) = TcpListener::bind(SocketAddr::new(ip, port)).await {
             return Ok(l);
         }
     }
+    let what = match pool {
+        Some(_) => "among the client's ports",
+        None => "in the expose range",
+    };
+    let listed: Vec<String> = ranges
+        .iter()
+        .map(|r| format!("{}-{}", r.start(), r.end()))
+        .collect();
     Err(Refusal::new(
         BindErrorCode::PortInUse,
-        format!(
-            "no free port found in the expose range {}-{}",
-            range.start(),
-            range.end()
-        ),
+        format!("no free port found {what} {}", listed.join(", ")),
     ))
+}
+
+/// Up to 64 ports to try: every port in random order when the ranges are that small, else 64
+/// random picks spread over them by size.
+fn candidates(ranges: &[RangeInclusive<u16>]) -> Vec<u16> {
+    let size = |r: &RangeInclusive<u16>| usize::from(r.end() - r.start()) + 1;
+    let total: usize = ranges.iter().map(size).sum();
+    let mut rng = rand::rng();
+    if total <= 64 {
+        let mut all: Vec<u16> = ranges.iter().flat_map(|r| r.clone()).collect();
+        all.shuffle(&mut rng);
+        return all;
+    }
+    (0..64)
+        .filter_map(|_| {
+            let mut i = rng.random_range(0..total);
+            ranges.iter().find_map(|r| {
+                let n = size(r);
+                if i < n {
+                    Some(r.start() + i as u16)
+                } else {
+                    i -= n;
+                    None
+                }
+            })
+        })
+        .collect()
 }
 
 fn public_host(state: &ServerState) -> String {
@@ -144,10 +185,20 @@ async fn expose(
     let ip = state.local_addr.ip();
     let requested = bind.container_port.unwrap_or(0);
     let listener = if requested == 0 {
-        listen_in_range(state, ip).await?
+        let client = state.clients.current(&entry.client.name);
+        let pool = client.as_ref().and_then(|c| c.scope.port_pool());
+        listen_in_range(state, ip, pool).await?
     } else {
         check_port(state, requested)?;
-        if let Some((session_id, old)) = port_holder(state, requested) {
+        if let Some((holder, old)) = port_holder(state, requested) {
+            if !holder.client.same_as(&entry.client) {
+                return Err(Refusal::new(
+                    BindErrorCode::PortInUse,
+                    format!(
+                        "port {requested} is held by another client; takeover works only between sessions of the same client"
+                    ),
+                ));
+            }
             if !bind.takeover.unwrap_or(false) {
                 return Err(Refusal::new(
                     BindErrorCode::PortInUse,
@@ -156,7 +207,7 @@ async fn expose(
                     ),
                 ));
             }
-            revoke(state, &session_id, old, "port taken over");
+            revoke(state, &holder.id, old, "port taken over");
             state.counters.takeovers(1);
         }
         listen_exact(ip, requested).await?
@@ -375,11 +426,21 @@ async fn tcp_accept_loop(
         let open = StreamOpen::tcp(bind_id).from_connection(peer, tcp.local_addr().ok());
         match entry.session().open(&open) {
             Ok(stream) => {
+                let client = entry.client.name.clone();
+                let throttle = entry.client.usage.throttle().cloned();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    match crate::tcp::splice(tcp, stream).await {
-                        Ok((up, down)) => tracing::debug!(%peer, up, down, "tcp connection done"),
-                        Err(e) => tracing::debug!(%peer, error = %e, "tcp connection ended"),
+                    let spliced = match throttle {
+                        Some(t) => crate::tcp::splice(t.wrap(tcp), stream).await,
+                        None => crate::tcp::splice(tcp, stream).await,
+                    };
+                    match spliced {
+                        Ok((up, down)) => {
+                            tracing::debug!(%peer, %client, bind_id, up, down, "tcp connection done")
+                        }
+                        Err(e) => {
+                            tracing::debug!(%peer, %client, bind_id, error = %e, "tcp connection ended")
+                        }
                     }
                 });
             }

@@ -94,7 +94,8 @@ impl RouteTable {
 
     /// Claims `name` for `holder`. Single mode refuses a second holder unless `takeover`, in
     /// which case the previous holders are returned so the caller can revoke them; cluster
-    /// holders must agree on mode, Basic Auth and address policy.
+    /// holders must agree on mode, Basic Auth and address policy. Takeover and cluster work
+    /// only between sessions of one client: another client's route is refused either way.
     pub fn claim(
         &self,
         name: &str,
@@ -110,6 +111,19 @@ impl RouteTable {
             holders: Vec::new(),
             next: 0,
         });
+        // The other client's name is not told: clients need not know who else uses the server.
+        if entry
+            .holders
+            .iter()
+            .any(|h| !h.entry.client.same_as(&holder.entry.client))
+        {
+            return Err(ClaimError {
+                code: BindErrorCode::RouteTaken,
+                message: format!(
+                    "route '{name}' is held by another client; takeover and cluster mode work only between sessions of the same client"
+                ),
+            });
+        }
         if entry.holders.is_empty() || takeover {
             let previous = std::mem::take(&mut entry.holders);
             entry.mode = mode;

@@ -24,11 +24,18 @@ pub async fn run(state: Arc<ServerState>, entry: Arc<SessionEntry>) {
             break;
         }
     }
-    let (code, reason) = entry.session().closed().await;
+    let session = entry.session();
+    let (code, reason) = session.closed().await;
     state.counters.session_ended(code);
     bindings::release_all(&state, &entry);
     state.sessions.remove(&entry.id);
-    tracing::info!(session = %entry.id, %code, reason, "session closed");
+    // Out of the table first, then into the client's totals: a scrape in between sees a
+    // little less, never the same bytes twice.
+    entry
+        .client
+        .usage
+        .retire(&session.inspect(|st| st.stats().clone()));
+    tracing::info!(session = %entry.id, client = %entry.client.name, %code, reason, "session closed");
 }
 
 /// Answers the events of one mux until it ends.

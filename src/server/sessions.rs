@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use tokio::sync::Notify;
 
+use super::clients::Client;
 use crate::mux::Session;
 use crate::proto::{BindId, BindKind, BindMode, ProtocolVersion};
 
@@ -77,6 +78,8 @@ struct Current {
 pub struct SessionEntry {
     /// Session id.
     pub id: String,
+    /// The client it authenticated as (its scope is looked up anew at each decision).
+    pub client: Arc<Client>,
     /// Address of carrier 0's peer (of the first connection).
     pub peer: Option<SocketAddr>,
     /// v1 or v2.
@@ -93,9 +96,10 @@ pub struct SessionEntry {
 }
 
 impl SessionEntry {
-    /// A session served by `session`.
+    /// A session of `client` served by `session`.
     pub fn new(
         id: String,
+        client: Arc<Client>,
         session: Session,
         peer: Option<SocketAddr>,
         version: ProtocolVersion,
@@ -104,6 +108,7 @@ impl SessionEntry {
     ) -> Self {
         Self {
             id,
+            client,
             peer,
             version,
             connections_granted,
@@ -190,6 +195,10 @@ impl SessionEntry {
             crate::proto::ErrorCode::CANCEL,
             "session resumed on a new connection",
         );
+        // The client's totals keep what the old connection carried.
+        self.client
+            .usage
+            .retire(&old.inspect(|st| st.stats().clone()));
         self.resumed.notify_one();
         true
     }
@@ -237,10 +246,18 @@ impl SessionTable {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a session unless `limit` sessions exist already.
+    /// Adds a session unless `limit` sessions exist already, or its client already has as
+    /// many as its scope allows.
     pub fn insert(&self, entry: Arc<SessionEntry>, limit: usize) -> bool {
         let mut map = self.lock();
-        if map.len() >= limit {
+        let of_client = entry.client.scope.max_sessions.map(|max| {
+            let n = map
+                .values()
+                .filter(|e| e.client.same_as(&entry.client))
+                .count();
+            n >= max
+        });
+        if map.len() >= limit || of_client == Some(true) {
             return false;
         }
         map.insert(entry.id.clone(), entry);
@@ -260,6 +277,14 @@ impl SessionTable {
     /// Snapshot of every session.
     pub fn all(&self) -> Vec<Arc<SessionEntry>> {
         self.lock().values().cloned().collect()
+    }
+
+    /// Sessions of `client` now (live or parked).
+    pub fn count_of(&self, client: &Client) -> usize {
+        self.lock()
+            .values()
+            .filter(|e| e.client.same_as(client))
+            .count()
     }
 
     /// Sessions now.

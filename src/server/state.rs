@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
+use super::clients::ClientRegistry;
 use super::config::ServerConfig;
 use super::counters::Counters;
 use super::fd_budget::FdBudget;
@@ -18,6 +19,8 @@ pub struct ServerState {
     pub config: ServerConfig,
     /// Address the main listener is bound to.
     pub local_addr: SocketAddr,
+    /// The clients that may connect, and their scopes.
+    pub clients: ClientRegistry,
     /// Live sessions.
     pub sessions: SessionTable,
     /// Host routes.
@@ -33,8 +36,8 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// Fresh state for a server bound at `local_addr`.
-    pub fn new(config: ServerConfig, local_addr: SocketAddr) -> Self {
+    /// Fresh state for a server bound at `local_addr`, admitting `clients`.
+    pub fn new(config: ServerConfig, local_addr: SocketAddr, clients: ClientRegistry) -> Self {
         let fd_budget = FdBudget::new(config.limits.fd_budget);
         let visitor_rate = config
             .limits
@@ -44,6 +47,7 @@ impl ServerState {
             visitor_rate,
             config,
             local_addr,
+            clients,
             sessions: SessionTable::default(),
             routes: RouteTable::default(),
             fd_budget,

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 mod apps;
+mod clients;
 mod http;
 mod inspect;
 mod process;
@@ -15,6 +16,8 @@ mod tls;
 // Not every test file uses every helper.
 #[allow(unused_imports)]
 pub use self::apps::*;
+#[allow(unused_imports)]
+pub use self::clients::*;
 #[allow(unused_imports)]
 pub use self::http::*;
 #[allow(unused_imports)]

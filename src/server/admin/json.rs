@@ -39,6 +39,8 @@ pub struct TunnelBinding {
 pub struct TunnelSession {
     /// Session id.
     pub session_id: String,
+    /// *(underpass)* The client it authenticated as (`default`: the shared token).
+    pub client: String,
     /// Address of carrier 0's peer.
     pub peer_addr: Option<String>,
     /// `v1` or `v2`.
@@ -118,6 +120,8 @@ impl From<BindTraffic> for TrafficInfo {
 pub struct SessionInfo {
     /// Session id.
     pub session_id: String,
+    /// *(underpass)* The client it authenticated as (`default`: the shared token).
+    pub client: String,
     /// Address of carrier 0's peer.
     pub peer_addr: Option<String>,
     /// Protocol v2 (striped carriers).
@@ -166,6 +170,8 @@ pub struct BindingInfo {
     pub port: u16,
     /// Session holding it.
     pub session_id: String,
+    /// *(underpass)* The client of that session.
+    pub client: String,
     /// *(underpass)* Host route, for an http expose with one.
     pub route: Option<String>,
     /// *(underpass)* DATA bytes, streams of this binding.
@@ -189,8 +195,56 @@ pub struct Bindings {
 pub struct Killing {
     /// The session being closed.
     pub session_id: String,
+    /// *(underpass)* Its client.
+    pub client: String,
     /// Always `closing`.
     pub status: &'static str,
+}
+
+/// *(underpass)* `POST /__underpass__/api/v1/reload`: the clients file was read again and
+/// applied.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reloaded {
+    /// Always `reloaded`.
+    pub status: &'static str,
+    /// Clients in force now (`default` included when the shared token is on).
+    pub clients: Vec<String>,
+    /// Sessions ended because their client was removed or got a new token.
+    pub ended_sessions: Vec<String>,
+    /// Bindings revoked because they are outside their client's new scope.
+    pub revoked_bindings: Vec<RevokedBinding>,
+}
+
+/// One binding a reload revoked.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedBinding {
+    /// Its session.
+    pub session_id: String,
+    /// The binding.
+    pub bind_id: BindId,
+    /// The reason its client was told.
+    pub reason: String,
+}
+
+impl From<crate::server::clients::ReloadReport> for Reloaded {
+    fn from(r: crate::server::clients::ReloadReport) -> Self {
+        Self {
+            status: "reloaded",
+            clients: r.clients,
+            ended_sessions: r.ended_sessions,
+            revoked_bindings: r
+                .revoked
+                .into_iter()
+                .map(|(session_id, bind_id, reason)| RevokedBinding {
+                    session_id,
+                    bind_id,
+                    reason,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Body of every admin error answer.
@@ -223,6 +277,7 @@ pub fn tunnels(views: &[SessionView], fd_permits_available: Option<u64>) -> Tunn
             };
             TunnelSession {
                 session_id: s.id.clone(),
+                client: s.client.to_string(),
                 peer_addr: s.peer.map(|p| p.to_string()),
                 protocol: match s.version {
                     ProtocolVersion::V1 => "v1",
@@ -251,6 +306,7 @@ pub fn sessions(views: &[SessionView]) -> Sessions {
         .iter()
         .map(|s| SessionInfo {
             session_id: s.id.clone(),
+            client: s.client.to_string(),
             peer_addr: s.peer.map(|p| p.to_string()),
             is_v2: s.version == ProtocolVersion::V2,
             connections_granted: s.connections_granted,
@@ -296,6 +352,7 @@ pub fn bindings(views: &[SessionView]) -> Bindings {
                 mode: b.mode,
                 port: b.container_port,
                 session_id: s.id.clone(),
+                client: s.client.to_string(),
                 route: b.route.clone(),
                 traffic: b.traffic.into(),
             })

@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use super::snapshot::{BindingView, SessionView};
+use super::snapshot::{BindingView, ClientFacts, SessionView};
 use crate::mux::BindTraffic;
 use crate::proto::{BindKind, BindMode};
 use crate::server::counters::CountersSnapshot;
@@ -44,6 +44,8 @@ pub struct ServerFacts {
     pub counters: CountersSnapshot,
     /// Connections refused because the connection budget was spent.
     pub over_budget: u64,
+    /// Every client in force.
+    pub clients: Vec<ClientFacts>,
 }
 
 /// Every `(kind, mode)` pair a binding can have, so dashboards see 0 rather than no series.
@@ -278,6 +280,8 @@ pub fn render(views: &[SessionView], facts: ServerFacts) -> String {
         facts.over_budget,
     );
 
+    render_clients(&mut registry, &facts.clients);
+
     registry.register(
         "underpass_build",
         "Version of the running server",
@@ -290,6 +294,58 @@ pub fn render(views: &[SessionView], facts: ServerFacts) -> String {
         out = "# EOF\n".into();
     }
     out
+}
+
+/// The `underpass_client_*` families, one series per client (and per refusal code).
+fn render_clients(registry: &mut Registry, clients: &[ClientFacts]) {
+    let label = |c: &ClientFacts| vec![("client", c.name.clone())];
+    let gauges = |pick: fn(&ClientFacts) -> usize| {
+        let family: Family<Labels, Gauge> = Family::default();
+        for c in clients {
+            family.get_or_create(&label(c)).set(as_i64(pick(c)));
+        }
+        family
+    };
+    let counters = |pick: fn(&ClientFacts) -> u64| {
+        let family: Family<Labels, Counter> = Family::default();
+        for c in clients {
+            family.get_or_create(&label(c)).inc_by(pick(c));
+        }
+        family
+    };
+    registry.register(
+        "underpass_client_sessions",
+        "Sessions of each client (live or waiting for a resume)",
+        gauges(|c| c.sessions),
+    );
+    registry.register(
+        "underpass_client_bindings",
+        "Bindings over each client's sessions",
+        gauges(|c| c.bindings),
+    );
+    registry.register(
+        "underpass_client_bytes_sent",
+        "DATA bytes the server sent to each client's sessions (visitor to app), ended sessions included",
+        counters(|c| c.bytes_sent),
+    );
+    registry.register(
+        "underpass_client_bytes_received",
+        "DATA bytes the server received from each client's sessions (app to visitor), ended sessions included",
+        counters(|c| c.bytes_received),
+    );
+    let refused: Family<Labels, Counter> = Family::default();
+    for c in clients {
+        for (code, n) in &c.refused_binds {
+            let mut labels = label(c);
+            labels.push(("code", code.to_string()));
+            refused.get_or_create(&labels).inc_by(*n);
+        }
+    }
+    registry.register(
+        "underpass_client_refused_binds",
+        "Binds of each client the server refused, by BIND_ERR code",
+        refused,
+    );
 }
 
 /// Labels of one binding's series: its session and id, what it is, and where it listens
@@ -324,6 +380,7 @@ mod tests {
     fn view() -> SessionView {
         SessionView {
             id: "s_abc".into(),
+            client: "alice".into(),
             peer: None,
             version: ProtocolVersion::V2,
             connections_granted: 2,
@@ -377,6 +434,14 @@ mod tests {
                 protocol_errors: 0,
             },
             over_budget: 4,
+            clients: vec![ClientFacts {
+                name: "alice".into(),
+                sessions: 1,
+                bindings: 1,
+                bytes_sent: 150,
+                bytes_received: 9,
+                refused_binds: [("FORBIDDEN_ROUTE", 2)].into_iter().collect(),
+            }],
         };
         let text = render(&[view()], facts);
         for line in [
@@ -401,6 +466,11 @@ mod tests {
             "underpass_binding_bytes_received_total{session=\"s_abc\",bind_id=\"1\",kind=\"tcp\",mode=\"pull\",route=\"\",port=\"15432\"} 6",
             "underpass_binding_streams_opened_total{session=\"s_abc\",bind_id=\"1\",kind=\"tcp\",mode=\"pull\",route=\"\",port=\"15432\"} 2",
             "underpass_build_info{version=\"",
+            "underpass_client_sessions{client=\"alice\"} 1",
+            "underpass_client_bindings{client=\"alice\"} 1",
+            "underpass_client_bytes_sent_total{client=\"alice\"} 150",
+            "underpass_client_bytes_received_total{client=\"alice\"} 9",
+            "underpass_client_refused_binds_total{client=\"alice\",code=\"FORBIDDEN_ROUTE\"} 2",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
@@ -417,6 +487,7 @@ mod tests {
             draining: true,
             counters: CountersSnapshot::default(),
             over_budget: 0,
+            clients: Vec::new(),
         };
         let text = render(&[], facts);
         assert!(text.contains("hoody_tunnel_sessions_active 0"), "{text}");

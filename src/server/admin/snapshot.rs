@@ -42,6 +42,8 @@ pub struct CarrierView {
 pub struct SessionView {
     /// Session id.
     pub id: String,
+    /// The client it authenticated as.
+    pub client: std::sync::Arc<str>,
     /// Address of carrier 0's peer.
     pub peer: Option<SocketAddr>,
     /// v1 or v2.
@@ -109,6 +111,7 @@ pub fn sessions(state: &ServerState) -> Vec<SessionView> {
             bindings.sort_by_key(|b| b.bind_id);
             SessionView {
                 id: entry.id.clone(),
+                client: entry.client.name.clone(),
                 peer: entry.peer,
                 version: entry.version,
                 connections_granted: entry.connections_granted,
@@ -123,4 +126,49 @@ pub fn sessions(state: &ServerState) -> Vec<SessionView> {
         .collect();
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out
+}
+
+/// One client's numbers for the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ClientFacts {
+    /// Its name.
+    pub name: String,
+    /// Its sessions now (live or parked).
+    pub sessions: usize,
+    /// Bindings over its sessions now.
+    pub bindings: usize,
+    /// DATA bytes sent to its sessions since it appeared (ended sessions included).
+    pub bytes_sent: u64,
+    /// DATA bytes received from its sessions since it appeared.
+    pub bytes_received: u64,
+    /// Its refused binds, by BIND_ERR code.
+    pub refused_binds: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// Every client in force, with the sessions of `views` that are its own.
+pub fn clients(state: &ServerState, views: &[SessionView]) -> Vec<ClientFacts> {
+    state
+        .clients
+        .all()
+        .iter()
+        .map(|c| {
+            let own = views.iter().filter(|v| v.client == c.name);
+            let (mut sessions, mut bindings, mut sent, mut received) = (0, 0, 0, 0);
+            for v in own {
+                sessions += 1;
+                bindings += v.bindings.len();
+                sent += v.stats.data_bytes_sent;
+                received += v.stats.data_bytes_received;
+            }
+            let (bytes_sent, bytes_received) = c.usage.bytes((sent, received));
+            ClientFacts {
+                name: c.name.to_string(),
+                sessions,
+                bindings,
+                bytes_sent,
+                bytes_received,
+                refused_binds: c.usage.refused_binds(),
+            }
+        })
+        .collect()
 }
