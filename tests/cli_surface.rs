@@ -182,6 +182,9 @@ fn base(path: &[&str], w: &World) -> Base {
         ["admin", "sessions", "kill"] => {
             (strings(&["s_nonexistent"]), admin(), Ready::Error("404"))
         }
+        // The shared server has no clients file.
+        ["admin", "reload"] => (vec![], admin(), Ready::Error("409")),
+        ["token", "new"] => (vec![], vec![], Ready::Exit),
         ["admin", ..] => (vec![], admin(), Ready::Exit),
         other => panic!(
             "no base call for `underpass {}`: add one to base() in tests/cli_surface.rs",
@@ -208,6 +211,12 @@ fn sample(path: &[&str], long: &str, w: &World) -> Option<(String, Flags)> {
         ("server", "listen") | ("demo", "listen") => v("127.0.0.1:0"),
         ("server", "domain") => v("example.test"),
         ("server", "token") => v("surface-token"),
+        ("server", "clients") => {
+            let file = w.dir.path().join(format!("clients-{n}.toml"));
+            let text = "[[client]]\nname = \"surface\"\ntoken = \"surface-client-token\"\n";
+            std::fs::write(&file, text).unwrap();
+            v(&w.path(&file))
+        }
         ("server", "admin-token") => v("surface-admin-token"),
         ("server", "trusted-proxy") => v("loopback,10.0.0.0/8"),
         ("server", "expose-ports") => v("30000-30100"),
@@ -309,6 +318,7 @@ fn sample(path: &[&str], long: &str, w: &World) -> Option<(String, Flags)> {
         ("http" | "start" | "demo", "inspect") => v("127.0.0.1:0"),
         ("http" | "start" | "demo", "inspect-body-cap") => v("64KiB"),
         ("http" | "start" | "demo", "inspect-max-requests") => v("10"),
+        ("token", "name") => v(&format!("surface{n}")),
         _ => None,
     }
 }
