@@ -108,11 +108,12 @@ pub struct ServerConfig {
 
 impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::redact::{Redacted, REDACTED};
+        use crate::redact::Redacted;
         let mut d = f.debug_struct("ServerConfig");
         d.field("listen", &self.listen)
             .field("domain", &self.domain)
-            .field("token", &REDACTED)
+            .field("token", &Redacted::of(&self.token))
+            .field("clients_file", &self.clients_file)
             .field("admin_token", &Redacted::of(&self.admin_token))
             .field("trusted_proxies", &self.trusted_proxies)
             .field("expose_ports", &self.expose_ports)
