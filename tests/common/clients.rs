@@ -9,20 +9,18 @@ use underpass::server::{Server, ServerConfig};
 
 use super::{within, DOMAIN};
 
-/// A clients file; removed when dropped.
+/// A clients file in a temporary directory; removed when dropped.
 pub struct TempClients {
     pub path: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl TempClients {
     pub fn new(text: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "underpass-test-clients-{}-{}.toml",
-            std::process::id(),
-            rand_suffix()
-        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clients.toml");
         std::fs::write(&path, text).unwrap();
-        Self { path }
+        Self { path, _dir: dir }
     }
 
     /// Replaces the file's content (then reload the server).
@@ -33,18 +31,6 @@ impl TempClients {
     pub fn path_str(&self) -> &str {
         self.path.to_str().unwrap()
     }
-}
-
-impl Drop for TempClients {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// A random number (each `RandomState` is seeded afresh), so parallel tests never share a file.
-fn rand_suffix() -> u64 {
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(0u8)
 }
 
 /// A `[[client]]` table with a plain token (the tests' tokens are not secrets) and `extra` keys.
