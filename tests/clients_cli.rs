@@ -219,6 +219,9 @@ async fn sighup_removes_a_client_and_shrinks_a_scope_and_a_bad_file_changes_noth
     for route in ["alice", "alice-dev", "bob"] {
         assert_eq!(get(addr, &host(route), "/").await.status, 200, "{route}");
     }
+    // The access log names the client that served each request.
+    let request = log.expect("client=bob").await;
+    assert!(request.contains("bob.example.test"), "{request}");
 
     // Bob removed, Alice down to "alice".
     file.write(&client_block("alice", ALICE, "subdomains = [\"alice\"]"));

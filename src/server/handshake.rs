@@ -299,7 +299,7 @@ async fn resume(
         return;
     }
     state.counters.resume();
-    tracing::info!(session = %entry.id, ?peer, binds, "session resumed");
+    tracing::info!(session = %entry.id, client = %entry.client.name, ?peer, binds, "session resumed");
 }
 
 fn mux_config(state: &ServerState) -> MuxConfig {

@@ -149,7 +149,7 @@ async fn handle(
         state.counters.request(resp.status().as_u16());
         let client = resp.extensions().get::<ServedBy>().map(|c| c.0.clone());
         tracing::info!(
-            client = client.as_deref().unwrap_or("-"),
+            client = %client.as_deref().unwrap_or("-"),
             %method,
             host = host.as_deref().unwrap_or("-"),
             path = %path,
@@ -187,7 +187,21 @@ async fn routed(
     forward(state, edge, &pick, req).await
 }
 
+/// Serves a request with the binding `pick`; the answer, refusals included, names the binding's
+/// client for the access log.
 async fn forward(
+    state: &Arc<ServerState>,
+    edge: &EdgeRequest,
+    pick: &RoutePick,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let mut resp = guarded_proxy(state, edge, pick, req).await;
+    resp.extensions_mut()
+        .insert(ServedBy(pick.holder.entry.client.name.clone()));
+    resp
+}
+
+async fn guarded_proxy(
     state: &Arc<ServerState>,
     edge: &EdgeRequest,
     pick: &RoutePick,
@@ -212,9 +226,7 @@ async fn forward(
         edge,
         response_timeout: state.config.limits.response_timeout,
     };
-    let mut resp = proxy(req, target, visitor).await;
-    resp.extensions_mut().insert(ServedBy(client.name.clone()));
-    resp
+    proxy(req, target, visitor).await
 }
 
 /// The client whose binding answered a request, for the access log line.
