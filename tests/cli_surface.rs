@@ -275,6 +275,7 @@ fn sample(path: &[&str], long: &str, w: &World) -> Option<(String, Flags)> {
         ("http" | "tcp" | "pull" | "forward" | "start", "ca") => {
             Some((w.path(&w.ca_file), vec![flag("--server", &w.quic_url)]))
         }
+        ("http" | "tcp" | "pull" | "forward" | "start", "proxy") => v("none"),
         ("start", "config") => v(&w.path(&w.config_file)),
         // The flag run and the variable run may overlap: each gets a route of its own.
         ("http", "subdomain") => v("surface{n}"),

@@ -51,9 +51,10 @@ async fn harness(kind: Kind) -> Harness {
         Kind::Ws => ClientOptions::new(server.control_url(), TOKEN),
         #[cfg(feature = "quic")]
         Kind::Quic => {
-            use underpass_transports::quic::{QuicTransport, QuicTrust};
+            use underpass_transports::quic::QuicTransport;
+            use underpass_transports::tls::ServerTrust;
             let url = format!("quic://{}", server.quic_addr().unwrap());
-            let transport = QuicTransport::new(QuicTrust::PinnedSha256(pin)).unwrap();
+            let transport = QuicTransport::new(ServerTrust::PinnedSha256(pin)).unwrap();
             ClientOptions::new(url, TOKEN).transport(Arc::new(transport))
         }
     };
@@ -203,10 +204,11 @@ for_each_transport!(tcp_expose);
 #[cfg(feature = "quic")]
 #[tokio::test]
 async fn quic_with_a_wrong_fingerprint_is_refused_clearly() {
-    use underpass_transports::quic::{QuicTransport, QuicTrust};
+    use underpass_transports::quic::QuicTransport;
+    use underpass_transports::tls::ServerTrust;
     let h = harness(Kind::Quic).await;
     let url = format!("quic://{}", h.server.quic_addr().unwrap());
-    let transport = QuicTransport::new(QuicTrust::PinnedSha256([7; 32])).unwrap();
+    let transport = QuicTransport::new(ServerTrust::PinnedSha256([7; 32])).unwrap();
     let opts = ClientOptions::new(url, TOKEN).transport(Arc::new(transport));
     let err = within(20, ClientSession::connect(&opts)).await.unwrap_err();
     let text = err.to_string();

@@ -90,9 +90,7 @@ impl BenchTransport {
 
 #[cfg(feature = "quic")]
 mod quic {
-    use std::sync::Arc;
-
-    use underpass_transports::quic::{QuicServerCert, QuicTransport, QuicTrust};
+    use underpass_transports::quic::QuicServerCert;
 
     use crate::client::ClientOptions;
     use crate::server::{QuicListen, Server, ServerConfig};
@@ -116,13 +114,10 @@ mod quic {
             |a| format!("quic://{a}"),
         );
         let opts = ClientOptions::new(url, token);
-        match server
-            .quic_cert_sha256()
-            .map(|pin| QuicTransport::new(QuicTrust::PinnedSha256(pin)))
-        {
-            Some(Ok(t)) => opts.transport(Arc::new(t)),
+        match server.quic_cert_sha256() {
+            Some(pin) => opts.server_cert_sha256(pin),
             // Without a listener the run fails at connect with a clear error.
-            _ => opts,
+            None => opts,
         }
     }
 }

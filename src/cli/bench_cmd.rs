@@ -61,10 +61,10 @@ pub struct BenchArgs {
     /// UNDERPASS_TOKEN does not get in the way of a local run).
     #[arg(long, env = "UNDERPASS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// QUIC: trust exactly the server certificate with this SHA-256.
+    /// wss and QUIC: trust exactly the server certificate with this SHA-256.
     #[arg(long, requires = "server")]
     pub server_cert_sha256: Option<String>,
-    /// QUIC: trust server certificates issued by the CA certificates in this PEM file.
+    /// wss and QUIC: trust server certificates issued by the CA certificates in this PEM file.
     #[arg(long, requires = "server")]
     pub ca: Option<std::path::PathBuf>,
 }
@@ -123,16 +123,17 @@ impl BenchArgs {
                 _ => continue,
             };
             let args = ClientArgs {
-                server: url.to_string(),
+                server: Some(url.to_string()),
                 token: self.token.clone(),
-                connections,
-                transport: if quic {
+                connections: Some(connections),
+                transport: Some(if quic {
                     client_args::TransportChoice::Quic
                 } else {
                     client_args::TransportChoice::Ws
-                },
+                }),
                 server_cert_sha256: self.server_cert_sha256.clone(),
                 ca: self.ca.clone(),
+                proxy: None,
             };
             paths.push((t.name().to_string(), args.options()?));
         }

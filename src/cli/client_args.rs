@@ -2,10 +2,15 @@
 
 use clap::{Args, ValueEnum};
 
-use crate::client::ClientOptions;
+use std::path::PathBuf;
+
+use underpass_transports::tls::parse_fingerprint;
+
+use crate::client::{ClientOptions, EgressProxy, HttpProxy, ServerTrust};
 
 /// Carrier transport of a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TransportChoice {
     /// WebSocket (default; passes through HTTP reverse proxies).
     #[default]
@@ -14,100 +19,173 @@ pub enum TransportChoice {
     Quic,
 }
 
-/// Connection flags of `http`, `tcp`, `pull`, `forward` and `start`.
-#[derive(Clone, Args)]
+/// The server a client dials when neither `--server`, `UNDERPASS_SERVER` nor a config file
+/// names one.
+pub const DEFAULT_SERVER: &str = "ws://127.0.0.1:8080";
+
+/// Connection flags of `http`, `tcp`, `pull`, `forward` and `start`: the one path from flags,
+/// environment and (for `start`) the config file to [`ClientOptions`]. Every field is optional
+/// so that `start` can tell a flag from a default and fall back to its file.
+#[derive(Clone, Default, Args)]
 pub struct ClientArgs {
-    /// Server URL: ws://, wss://, http://, https:// (or quic://HOST:PORT).
-    #[arg(long, env = "UNDERPASS_SERVER", default_value = "ws://127.0.0.1:8080")]
-    pub server: String,
+    /// Server URL: ws://, wss://, http://, https:// (or quic://HOST:PORT)
+    /// [default: ws://127.0.0.1:8080].
+    #[arg(long, env = "UNDERPASS_SERVER", value_name = "URL")]
+    pub server: Option<String>,
     /// Shared token of the server (required).
     #[arg(long, env = "UNDERPASS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Parallel carriers (1 = protocol v1, more = v2 striping).
-    #[arg(long, env = "UNDERPASS_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
-    pub connections: u32,
-    /// Carrier transport (a quic:// server URL implies quic).
-    #[arg(long, value_enum, default_value_t = TransportChoice::Ws)]
-    pub transport: TransportChoice,
-    /// QUIC: trust exactly the server certificate with this SHA-256 (the server prints it as
-    /// `quic-cert-sha256: ...`).
-    #[arg(long, env = "UNDERPASS_SERVER_CERT_SHA256")]
+    /// Parallel carriers (1 = protocol v1, more = v2 striping) [default: 4].
+    #[arg(long, env = "UNDERPASS_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub connections: Option<u32>,
+    /// Carrier transport (a quic:// server URL implies quic) [default: ws].
+    #[arg(long, env = "UNDERPASS_TRANSPORT", value_enum)]
+    pub transport: Option<TransportChoice>,
+    /// wss and QUIC: trust exactly the server certificate with this SHA-256 (a QUIC server
+    /// prints its own as `quic-cert-sha256: ...`); makes a self-signed certificate usable.
+    #[arg(long, env = "UNDERPASS_SERVER_CERT_SHA256", value_name = "HEX")]
     pub server_cert_sha256: Option<String>,
-    /// QUIC: trust server certificates issued by the CA certificates in this PEM file.
-    #[arg(long)]
-    pub ca: Option<std::path::PathBuf>,
+    /// wss and QUIC: trust server certificates issued by the CA certificates in this PEM file
+    /// instead of the system's trust store.
+    #[arg(long, env = "UNDERPASS_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// HTTP proxy for ws/wss carriers, http://[USER:PASS@]HOST:PORT, tunnelled with CONNECT;
+    /// `none` ignores HTTPS_PROXY / HTTP_PROXY [default: from those, minus NO_PROXY].
+    #[arg(
+        long,
+        env = "UNDERPASS_PROXY",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub proxy: Option<String>,
 }
 
 impl std::fmt::Debug for ClientArgs {
-    /// Written by hand so the secrets show as `<redacted>`; other fields are left out.
+    /// Written by hand so the secrets (the token, a proxy URL's password) show as `<redacted>`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientArgs")
             .field("server", &self.server)
             .field("connections", &self.connections)
             .field("token", &crate::redact::Redacted::of(&self.token))
-            .finish_non_exhaustive()
+            .field("transport", &self.transport)
+            .field("server_cert_sha256", &self.server_cert_sha256)
+            .field("ca", &self.ca)
+            // A proxy URL may carry a password.
+            .field("proxy", &crate::redact::Redacted::of(&self.proxy))
+            .finish()
     }
 }
 
 impl ClientArgs {
-    /// Checks the flags and builds connection options.
+    /// These flags, with what they leave unset taken from `fallback` (the config file of
+    /// `start`).
+    pub fn or(&self, fallback: ClientArgs) -> ClientArgs {
+        ClientArgs {
+            server: self.server.clone().or(fallback.server),
+            token: self
+                .token
+                .clone()
+                .filter(|t| !t.is_empty())
+                .or(fallback.token),
+            connections: self.connections.or(fallback.connections),
+            transport: self.transport.or(fallback.transport),
+            server_cert_sha256: self
+                .server_cert_sha256
+                .clone()
+                .or(fallback.server_cert_sha256),
+            ca: self.ca.clone().or(fallback.ca),
+            proxy: self.proxy.clone().or(fallback.proxy),
+        }
+    }
+
+    /// The server URL to dial.
+    pub fn server(&self) -> &str {
+        self.server.as_deref().unwrap_or(DEFAULT_SERVER)
+    }
+
+    /// Checks the flags and builds connection options (a CA file is read now, so a bad one is
+    /// reported before connecting).
     pub fn options(&self) -> Result<ClientOptions, String> {
         let token = self
             .token
             .clone()
             .filter(|t| !t.is_empty())
             .ok_or("a token is required: pass --token or set UNDERPASS_TOKEN (the server prints it as 'token: ...')")?;
-        let scheme = self.server.split("://").next().unwrap_or("");
+        let server = self.server();
+        let scheme = server.split("://").next().unwrap_or("");
         if self.is_quic() {
-            return self.quic_options(token);
-        }
-        if !matches!(scheme, "ws" | "wss" | "http" | "https") || !self.server.contains("://") {
-            return Err(format!(
-                "--server must be a ws://, wss://, http:// or https:// URL, got '{}'",
-                self.server
-            ));
-        }
-        Ok(ClientOptions::new(self.server.clone(), token).connections(self.connections))
-    }
-
-    #[cfg(feature = "quic")]
-    fn quic_options(&self, token: String) -> Result<ClientOptions, String> {
-        use underpass_transports::quic::{parse_fingerprint, QuicTransport, QuicTrust};
-        if !self.server.starts_with("quic://") {
-            return Err(format!(
-                "--transport quic needs --server quic://HOST:PORT (the server's --quic-listen), got '{}'",
-                self.server
-            ));
-        }
-        let trust =
-            match (&self.server_cert_sha256, &self.ca) {
-                (Some(pin), _) => QuicTrust::PinnedSha256(
-                    parse_fingerprint(pin).map_err(|e| format!("--server-cert-sha256: {e}"))?,
-                ),
-                (None, Some(ca)) => QuicTrust::CaFile(ca.clone()),
-                (None, None) => return Err(
-                    "QUIC needs to know the server's certificate: pass --server-cert-sha256 HEX \
-                     (the server prints it as 'quic-cert-sha256: ...') or --ca FILE"
+            if !cfg!(feature = "quic") {
+                return Err(
+                    "this build has no QUIC support (cargo feature 'quic'); use ws:// or wss://"
                         .into(),
-                ),
-            };
-        let transport = QuicTransport::new(trust).map_err(|e| e.to_string())?;
-        Ok(ClientOptions::new(self.server.clone(), token)
-            .connections(self.connections)
-            .transport(std::sync::Arc::new(transport)))
+                );
+            }
+            if !server.starts_with("quic://") {
+                return Err(format!(
+                    "--transport quic needs --server quic://HOST:PORT (the server's --quic-listen), got '{server}'"
+                ));
+            }
+        } else if !matches!(scheme, "ws" | "wss" | "http" | "https") || !server.contains("://") {
+            return Err(format!(
+                "--server must be a ws://, wss://, http:// or https:// URL, got '{server}'"
+            ));
+        }
+        let connections = self.connections.unwrap_or(4);
+        if !(1..=16).contains(&connections) {
+            return Err(format!("connections must be 1 to 16, got {connections}"));
+        }
+        let opts = ClientOptions::new(server, token)
+            .connections(connections)
+            .trust(self.trust()?)
+            .proxy(self.egress_proxy()?);
+        opts.check().map_err(|e| e.to_string())?;
+        Ok(opts)
     }
 
-    #[cfg(not(feature = "quic"))]
-    fn quic_options(&self, _token: String) -> Result<ClientOptions, String> {
-        Err("this build has no QUIC support (cargo feature 'quic'); use ws:// or wss://".into())
+    /// `--server-cert-sha256` (wins), `--ca`, or the system's trust store.
+    fn trust(&self) -> Result<ServerTrust, String> {
+        let trust = match (&self.server_cert_sha256, &self.ca) {
+            (Some(pin), _) => ServerTrust::PinnedSha256(
+                parse_fingerprint(pin).map_err(|e| format!("--server-cert-sha256: {e}"))?,
+            ),
+            (None, Some(ca)) => ServerTrust::CaFile(ca.clone()),
+            (None, None) if self.is_quic() => {
+                // The QUIC server's default certificate is self-signed: say where its pin is.
+                return Err("QUIC needs to know the server's certificate: pass \
+                            --server-cert-sha256 HEX (the server prints it as \
+                            'quic-cert-sha256: ...') or --ca FILE"
+                    .into());
+            }
+            (None, None) => ServerTrust::System,
+        };
+        let plain = matches!(self.server().split("://").next(), Some("ws" | "http"));
+        if plain && trust != ServerTrust::System {
+            tracing::warn!(
+                server = self.server(),
+                "--ca and --server-cert-sha256 apply to wss:// and quic:// servers; this one is \
+                 not encrypted"
+            );
+        }
+        Ok(trust)
+    }
+
+    /// `--proxy URL`, `--proxy none`, or the proxy variables of the environment.
+    fn egress_proxy(&self) -> Result<EgressProxy, String> {
+        match self.proxy.as_deref().map(str::trim) {
+            None | Some("") => Ok(EgressProxy::FromEnv),
+            Some(off) if off.eq_ignore_ascii_case("none") => Ok(EgressProxy::Direct),
+            Some(url) => HttpProxy::parse(url)
+                .map(EgressProxy::Http)
+                .map_err(|e| format!("--proxy: {e}")),
+        }
     }
 
     /// Scheme, host and explicit port of the server URL, for printing public URLs.
     pub fn public_base(&self) -> (String, String, Option<u16>) {
         let (scheme, rest) = self
-            .server
+            .server()
             .split_once("://")
-            .unwrap_or(("ws", &self.server));
+            .unwrap_or(("ws", self.server()));
         let secure = matches!(scheme, "wss" | "https");
         // A quic:// URL names the UDP port, not the public HTTP one.
         let quic = scheme == "quic";
@@ -124,7 +202,7 @@ impl ClientArgs {
 
     /// True when the carriers are QUIC.
     pub fn is_quic(&self) -> bool {
-        self.transport == TransportChoice::Quic || self.server.starts_with("quic://")
+        self.transport == Some(TransportChoice::Quic) || self.server().starts_with("quic://")
     }
 
     /// The URL to print for a route: derived from `--server`, or over QUIC (whose URL does not
@@ -179,12 +257,9 @@ mod tests {
 
     fn args(server: &str) -> ClientArgs {
         ClientArgs {
-            server: server.into(),
+            server: Some(server.into()),
             token: Some("t".into()),
-            connections: 4,
-            transport: TransportChoice::Ws,
-            server_cert_sha256: None,
-            ca: None,
+            ..ClientArgs::default()
         }
     }
 
@@ -212,7 +287,7 @@ mod tests {
     fn bad_input_is_refused() {
         let mut a = args("ftp://x");
         assert!(a.options().unwrap_err().contains("--server"));
-        a.server = "ws://x".into();
+        a.server = Some("ws://x".into());
         a.token = None;
         assert!(a.options().unwrap_err().contains("token"));
     }

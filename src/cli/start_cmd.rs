@@ -1,7 +1,8 @@
 //! `underpass start --config FILE`: every binding of a TOML file in one session.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use clap::Args;
 use serde::Deserialize;
@@ -22,33 +23,20 @@ pub struct StartArgs {
     /// TOML file with the server, token and bindings.
     #[arg(long, short)]
     pub config: PathBuf,
-    /// Server URL (overrides the file).
-    #[arg(long, env = "UNDERPASS_SERVER")]
-    pub server: Option<String>,
-    /// Token (overrides the file).
-    #[arg(long, env = "UNDERPASS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Carriers (overrides the file).
-    #[arg(long, env = "UNDERPASS_CONNECTIONS")]
-    pub connections: Option<u32>,
-    /// QUIC: pinned server certificate SHA-256 (for a quic:// server).
-    #[arg(long, env = "UNDERPASS_SERVER_CERT_SHA256")]
-    pub server_cert_sha256: Option<String>,
-    /// QUIC: CA file (for a quic:// server).
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
+    /// Connection flags; each overrides the file's key of the same name.
+    #[command(flatten)]
+    pub client: ClientArgs,
     #[command(flatten)]
     /// The request inspector (overrides the file's `inspect`).
     pub inspect: InspectArgs,
 }
 
 impl std::fmt::Debug for StartArgs {
-    /// Written by hand so the secrets show as `<redacted>`; other fields are left out.
+    /// Written by hand so the secrets show as `<redacted>` (see `ClientArgs`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StartArgs")
             .field("config", &self.config)
-            .field("server", &self.server)
-            .field("token", &crate::redact::Redacted::of(&self.token))
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +51,14 @@ pub struct ConfigFile {
     pub token: Option<String>,
     /// Carriers.
     pub connections: Option<u32>,
+    /// `ws` or `quic`.
+    pub transport: Option<TransportChoice>,
+    /// wss and QUIC: the pinned SHA-256 of the server's certificate.
+    pub server_cert_sha256: Option<String>,
+    /// wss and QUIC: a PEM file of CA certificates (relative to the config file's directory).
+    pub ca: Option<PathBuf>,
+    /// HTTP proxy for ws/wss carriers, or `none`.
+    pub proxy: Option<String>,
     /// HTTP exposes.
     #[serde(default)]
     pub http: Vec<HttpEntry>,
@@ -90,6 +86,11 @@ impl std::fmt::Debug for ConfigFile {
             .field("pull", &self.pull)
             .field("forward", &self.forward)
             .field("token", &crate::redact::Redacted::of(&self.token))
+            .field("transport", &self.transport)
+            .field("server_cert_sha256", &self.server_cert_sha256)
+            .field("ca", &self.ca)
+            // A proxy URL may carry a password.
+            .field("proxy", &crate::redact::Redacted::of(&self.proxy))
             .finish_non_exhaustive()
     }
 }
@@ -185,6 +186,20 @@ pub struct ForwardEntry {
 }
 
 impl ConfigFile {
+    /// The file's connection keys, as the fallback of the flags; a relative `ca` is taken from
+    /// the file's directory `dir`.
+    pub fn client(&self, dir: &Path) -> ClientArgs {
+        ClientArgs {
+            server: self.server.clone(),
+            token: self.token.clone(),
+            connections: self.connections,
+            transport: self.transport,
+            server_cert_sha256: self.server_cert_sha256.clone(),
+            ca: self.ca.as_ref().map(|ca| dir.join(ca)),
+            proxy: self.proxy.clone(),
+        }
+    }
+
     /// Parses TOML; errors name the line.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| {
@@ -246,126 +261,151 @@ async fn target(port: u16, to: Option<&str>) -> Result<(SocketAddr, String), Str
     Ok((resolve(&text).await?, text))
 }
 
+/// What `start` binds on every session; a reconnect asks again for what the server gave the
+/// first time (an assigned route name, the ports it picked).
+#[derive(Clone, Default)]
+struct Plan {
+    http: Vec<(SocketAddr, String, HttpExpose)>,
+    tcp: Vec<(String, TcpExpose)>,
+    /// Where, what to print, server port.
+    pulls: Vec<(SocketAddr, String, u16)>,
+    /// Local port, server port.
+    forwards: Vec<(u16, u16)>,
+}
+
+impl Plan {
+    async fn from_file(file: &ConfigFile) -> Result<Plan, String> {
+        let mut plan = Plan::default();
+        for e in &file.http {
+            let (to, text) = target(e.port, e.to.as_deref()).await?;
+            plan.http.push((to, text, http_spec(e)?));
+        }
+        for t in &file.tcp {
+            let (to, text) = target(t.port, t.to.as_deref()).await?;
+            let mut spec = TcpExpose::at(to).remote_port(t.remote_port);
+            spec.proxy_protocol = t.proxy_protocol;
+            (spec.cidr_allow, spec.cidr_deny) = address_args::checked(&t.cidr_allow, &t.cidr_deny)?;
+            plan.tcp.push((text, spec));
+        }
+        for p in &file.pull {
+            let (to, text) = target(p.port, p.to.as_deref())
+                .await
+                .map_err(|e| format!("pull target: {e}"))?;
+            plan.pulls.push((to, text, p.remote_port));
+        }
+        plan.forwards = file
+            .forward
+            .iter()
+            .map(|f| (f.port, f.remote_port))
+            .collect();
+        Ok(plan)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.http.is_empty()
+            && self.tcp.is_empty()
+            && self.pulls.is_empty()
+            && self.forwards.is_empty()
+    }
+
+    /// Binds everything on `session`; the plan then holds what the server gave.
+    async fn bind(
+        &mut self,
+        session: &ClientSession,
+        client: &ClientArgs,
+        first: bool,
+    ) -> Result<Vec<Binding>, ClientError> {
+        let mut out: Vec<Binding> = Vec::new();
+        for (to, text, spec) in &mut self.http {
+            let b = session.expose_http_at(*to, spec).await?;
+            let name = b.subdomain().unwrap_or("@").to_string();
+            let public = client.printable_route_url(
+                &name,
+                session.hello().domain.as_deref(),
+                b.public_url(),
+            );
+            if let Some(inspector) = &spec.inspector {
+                inspector.set_public_url(&name, &public);
+            }
+            if first {
+                println!("http {text} -> {public}");
+            }
+            spec.subdomain = Some(name);
+            out.push(b);
+        }
+        for (text, spec) in &mut self.tcp {
+            let b = session.expose_tcp_with(spec).await?;
+            if first {
+                println!(
+                    "tcp {text} -> tcp://{}:{}",
+                    client.public_base().1,
+                    b.container_port()
+                );
+            }
+            spec.remote_port = b.container_port();
+            out.push(b);
+        }
+        for (addr, text, remote) in &mut self.pulls {
+            let b = session.pull(*addr, *remote).await?;
+            if first {
+                println!("pull server 127.0.0.1:{} -> {text}", b.container_port());
+            }
+            *remote = b.container_port();
+            out.push(b);
+        }
+        for (local, remote) in &mut self.forwards {
+            let b = session.forward(*local, *remote).await?;
+            let port = b.local_addr().map_or(0, |a| a.port());
+            if first {
+                println!("forward 127.0.0.1:{port} -> server 127.0.0.1:{remote}");
+            }
+            *local = port;
+            out.push(b);
+        }
+        Ok(out)
+    }
+}
+
 /// Runs every binding of the file until Ctrl-C.
 pub async fn run(args: StartArgs) -> Result<(), String> {
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| format!("cannot read {}: {e}", args.config.display()))?;
     let file = ConfigFile::parse(&text).map_err(|e| format!("{}: {e}", args.config.display()))?;
-    let client = ClientArgs {
-        server: args
-            .server
-            .clone()
-            .or(file.server.clone())
-            .unwrap_or_else(|| "ws://127.0.0.1:8080".into()),
-        token: args
-            .token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .or(file.token.clone()),
-        connections: args
-            .connections
-            .or(file.connections)
-            .unwrap_or(4)
-            .clamp(1, 16),
-        transport: TransportChoice::Ws,
-        server_cert_sha256: args.server_cert_sha256.clone(),
-        ca: args.ca.clone(),
-    };
+    let dir = args.config.parent().unwrap_or(Path::new("."));
+    let client = args.client.or(file.client(dir));
     let opts = client.options()?;
-    let mut http = Vec::new();
-    for e in &file.http {
-        let (to, text) = target(e.port, e.to.as_deref()).await?;
-        http.push((to, text, http_spec(e)?));
-    }
-    let mut tcp = Vec::new();
-    for t in &file.tcp {
-        let (to, text) = target(t.port, t.to.as_deref()).await?;
-        let mut spec = TcpExpose::at(to).remote_port(t.remote_port);
-        spec.proxy_protocol = t.proxy_protocol;
-        (spec.cidr_allow, spec.cidr_deny) = address_args::checked(&t.cidr_allow, &t.cidr_deny)?;
-        tcp.push((text, spec));
-    }
-    let mut pulls = Vec::new();
-    for p in &file.pull {
-        let (to, text) = target(p.port, p.to.as_deref())
-            .await
-            .map_err(|e| format!("pull target: {e}"))?;
-        pulls.push((to, text, p.remote_port));
-    }
-    if http.is_empty() && tcp.is_empty() && pulls.is_empty() && file.forward.is_empty() {
+    let mut plan = Plan::from_file(&file).await?;
+    if plan.is_empty() {
         return Err(format!(
             "{}: no bindings ([[http]], [[tcp]], [[pull]] or [[forward]])",
             args.config.display()
         ));
     }
     // The inspector sees HTTP only: without [[http]] there is nothing to show.
-    let inspect = match http.is_empty() {
+    let inspect = match plan.http.is_empty() {
         true => None,
         false => args.inspect.start(file.inspect.as_ref()).await?,
     };
-    for (_, _, spec) in &mut http {
+    for (_, _, spec) in &mut plan.http {
         spec.inspector = inspect.as_ref().map(|i| i.inspector.clone());
     }
     let inspect_line = inspect.as_ref().map(|i| i.line());
-    let file = std::sync::Arc::new(file);
+    let plan = Arc::new(Mutex::new(plan));
     supervise::run(opts, move |session: ClientSession, first| {
-        let inspect_line = inspect_line.clone();
-        let http = http.clone();
-        let tcp = tcp.clone();
-        let pulls = pulls.clone();
-        let file = file.clone();
+        let plan = plan.clone();
         let client = client.clone();
+        let inspect_line = inspect_line.clone();
         async move {
-            let mut out: Vec<Binding> = Vec::new();
-            for (to, text, spec) in &http {
-                let b = session.expose_http_at(*to, spec).await?;
-                let name = b.subdomain().unwrap_or("@").to_string();
-                let public = client.printable_route_url(
-                    &name,
-                    session.hello().domain.as_deref(),
-                    b.public_url(),
-                );
-                if let Some(inspector) = &spec.inspector {
-                    inspector.set_public_url(&name, &public);
-                }
-                if first {
-                    println!("http {text} -> {public}");
-                }
-                out.push(b);
-            }
-            for (text, spec) in &tcp {
-                let b = session.expose_tcp_with(spec).await?;
-                if first {
-                    println!(
-                        "tcp {text} -> tcp://{}:{}",
-                        client.public_base().1,
-                        b.container_port()
-                    );
-                }
-                out.push(b);
-            }
-            for (addr, text, remote) in &pulls {
-                let b = session.pull(*addr, *remote).await?;
-                if first {
-                    println!("pull server 127.0.0.1:{} -> {text}", b.container_port());
-                }
-                out.push(b);
-            }
-            for f in &file.forward {
-                let b = session.forward(f.port, f.remote_port).await?;
-                if first {
-                    let local = b.local_addr().map_or(0, |a| a.port());
-                    println!(
-                        "forward 127.0.0.1:{local} -> server 127.0.0.1:{}",
-                        f.remote_port
-                    );
-                }
-                out.push(b);
+            // Bound on a copy: the lock is not held across the binds.
+            let mut next = plan.lock().map(|p| p.clone()).unwrap_or_default();
+            let bindings = next.bind(&session, &client, first).await?;
+            if let Ok(mut p) = plan.lock() {
+                *p = next;
             }
             if let (true, Some(line)) = (first, &inspect_line) {
                 println!("{line}");
             }
-            Ok::<_, ClientError>(out)
+            Ok::<_, ClientError>(bindings)
         }
     })
     .await

@@ -54,10 +54,7 @@ async fn dial(opts: &ClientOptions, version: ProtocolVersion) -> Result<Carrier,
     opts.transport
         .connect(&endpoint)
         .await
-        .map_err(|source| ClientError::Unreachable {
-            url: opts.server.clone(),
-            source,
-        })
+        .map_err(|source| ClientError::from_dial(&opts.server, source))
 }
 
 /// Opens a session and attaches every granted carrier. Carriers that fail to join are logged

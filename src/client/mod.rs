@@ -2,6 +2,7 @@
 //! server opens, and open streams for `forward` bindings.
 
 mod api;
+mod carriers;
 mod connect;
 mod error;
 mod options;
@@ -12,3 +13,6 @@ pub use connect::connect as connect_session;
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use session::{Binding, ClientSession, StreamHandler};
+/// The trust and egress-proxy settings of [`ClientOptions`], from the transports crate.
+pub use underpass_transports::tls::ServerTrust;
+pub use underpass_transports::ws::{EgressProxy, HttpProxy};

@@ -7,11 +7,15 @@
 
 mod apps;
 mod clients;
+mod daemon;
 mod http;
 mod inspect;
+mod outcomes;
 mod process;
 mod raw_http;
+mod tinyproxy;
 mod tls;
+mod tls_front;
 
 // Not every test file uses every helper.
 #[allow(unused_imports)]
@@ -19,15 +23,23 @@ pub use self::apps::*;
 #[allow(unused_imports)]
 pub use self::clients::*;
 #[allow(unused_imports)]
+pub use self::daemon::*;
+#[allow(unused_imports)]
 pub use self::http::*;
 #[allow(unused_imports)]
 pub use self::inspect::*;
+#[allow(unused_imports)]
+pub use self::outcomes::*;
 #[allow(unused_imports)]
 pub use self::process::*;
 #[allow(unused_imports)]
 pub use self::raw_http::*;
 #[allow(unused_imports)]
+pub use self::tinyproxy::*;
+#[allow(unused_imports)]
 pub use self::tls::*;
+#[allow(unused_imports)]
+pub use self::tls_front::*;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

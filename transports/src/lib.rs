@@ -17,6 +17,7 @@ pub mod mem;
 #[cfg(feature = "quic")]
 pub mod quic;
 mod rx_end;
+pub mod tls;
 pub mod ws;
 
 /// Largest message a carrier must carry (PROTOCOL.md: 262,144 bytes per multi-frame message).

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use underpass_transports::quic::{
-    parse_fingerprint, rustls, QuicAcceptor, QuicServerCert, QuicTransport, QuicTrust, QuicTuning,
-    ALPN_STR, MAX_FRAME_PAYLOAD,
+    rustls, QuicAcceptor, QuicServerCert, QuicTransport, QuicTuning, ALPN_STR, MAX_FRAME_PAYLOAD,
 };
+use underpass_transports::tls::{parse_fingerprint, ServerTrust};
 use underpass_transports::{close_reason, Carrier, CarrierRx, Endpoint, Transport};
 
 /// Upper bound for any single test; only reached if something hangs.
@@ -59,7 +59,7 @@ fn loopback() -> std::net::SocketAddr {
 /// A server with a fresh self-signed certificate, and a client pinned to it.
 fn pinned_pair() -> (QuicAcceptor, QuicTransport) {
     let cert = QuicServerCert::self_signed(&["127.0.0.1".to_owned()]).unwrap();
-    let trust = QuicTrust::PinnedSha256(cert.fingerprint_sha256());
+    let trust = ServerTrust::PinnedSha256(cert.fingerprint_sha256());
     (
         QuicAcceptor::bind(loopback(), cert).unwrap(),
         QuicTransport::new(trust).unwrap(),
@@ -126,7 +126,7 @@ async fn wrong_pin_is_refused_with_a_clear_error() {
         let actual = cert.fingerprint_sha256_hex();
         let acceptor = QuicAcceptor::bind(loopback(), cert).unwrap();
         let wrong = [0x5au8; 32];
-        let transport = QuicTransport::new(QuicTrust::PinnedSha256(wrong)).unwrap();
+        let transport = QuicTransport::new(ServerTrust::PinnedSha256(wrong)).unwrap();
         let err = transport
             .connect(&endpoint(url(&acceptor)))
             .await
@@ -149,7 +149,7 @@ async fn ca_file_trust_verifies_chain_and_name() {
         let ca = dir.path("ca.pem");
         write(&ca, &pem);
         let mut acceptor = QuicAcceptor::bind(loopback(), cert).unwrap();
-        let transport = QuicTransport::new(QuicTrust::CaFile(ca)).unwrap();
+        let transport = QuicTransport::new(ServerTrust::CaFile(ca)).unwrap();
         let (mut client, mut server) = dial(&transport, &mut acceptor).await;
         let reply = Bytes::from(frame(0x02, 9, 100));
         server.tx.send(reply.clone()).await.unwrap();
@@ -160,7 +160,7 @@ async fn ca_file_trust_verifies_chain_and_name() {
         let ca = dir.path("localhost-only.pem");
         write(&ca, &pem);
         let acceptor = QuicAcceptor::bind(loopback(), cert).unwrap();
-        let err = QuicTransport::new(QuicTrust::CaFile(ca))
+        let err = QuicTransport::new(ServerTrust::CaFile(ca))
             .unwrap()
             .connect(&endpoint(url(&acceptor)))
             .await
@@ -173,7 +173,7 @@ async fn ca_file_trust_verifies_chain_and_name() {
         write(&ca, &other_pem);
         let (cert, _) = cert_with_pem(&["127.0.0.1"]);
         let acceptor = QuicAcceptor::bind(loopback(), cert).unwrap();
-        let err = QuicTransport::new(QuicTrust::CaFile(ca))
+        let err = QuicTransport::new(ServerTrust::CaFile(ca))
             .unwrap()
             .connect(&endpoint(url(&acceptor)))
             .await
@@ -186,11 +186,11 @@ async fn ca_file_trust_verifies_chain_and_name() {
 #[test]
 fn unusable_ca_files_are_errors() {
     let dir = TempDir::new("bad-ca");
-    let missing = QuicTransport::new(QuicTrust::CaFile(dir.path("missing.pem"))).unwrap_err();
+    let missing = QuicTransport::new(ServerTrust::CaFile(dir.path("missing.pem"))).unwrap_err();
     assert_eq!(missing.kind(), std::io::ErrorKind::NotFound, "{missing}");
     let empty = dir.path("empty.pem");
     write(&empty, "no certificate here\n");
-    let err = QuicTransport::new(QuicTrust::CaFile(empty)).unwrap_err();
+    let err = QuicTransport::new(ServerTrust::CaFile(empty)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
     assert!(err.to_string().contains("no certificate"), "{err}");
 }
@@ -236,7 +236,7 @@ async fn server_uses_a_certificate_from_pem_files() {
         write(&cert_path, &certified.cert.pem());
         write(&key_path, &certified.signing_key.serialize_pem());
         let cert = QuicServerCert::from_pem_files(&cert_path, &key_path).unwrap();
-        let trust = QuicTrust::CaFile(cert_path.clone());
+        let trust = ServerTrust::CaFile(cert_path.clone());
         let mut acceptor = QuicAcceptor::bind(loopback(), cert).unwrap();
         let transport = QuicTransport::new(trust).unwrap();
         dial(&transport, &mut acceptor).await;
@@ -443,7 +443,7 @@ async fn bad_urls_are_invalid_input() {
 async fn dropping_the_acceptor_keeps_carriers_and_answers_no_new_handshake() {
     guarded(async {
         let cert = QuicServerCert::self_signed(&["127.0.0.1".to_owned()]).unwrap();
-        let pin = QuicTrust::PinnedSha256(cert.fingerprint_sha256());
+        let pin = ServerTrust::PinnedSha256(cert.fingerprint_sha256());
         let mut acceptor = QuicAcceptor::bind(loopback(), cert).unwrap();
         let transport = QuicTransport::new(pin.clone()).unwrap();
         let (mut client, mut server) = dial(&transport, &mut acceptor).await;
@@ -471,7 +471,7 @@ async fn dropping_the_acceptor_keeps_carriers_and_answers_no_new_handshake() {
 async fn a_dead_connection_is_replaced() {
     guarded(async {
         let cert = QuicServerCert::self_signed(&["127.0.0.1".to_owned()]).unwrap();
-        let pin = QuicTrust::PinnedSha256(cert.fingerprint_sha256());
+        let pin = ServerTrust::PinnedSha256(cert.fingerprint_sha256());
         let mut acceptor = QuicAcceptor::bind(loopback(), cert).unwrap();
         // The connection idles out quickly: the idle timeout in force is the smaller of the two
         // sides', and no keep-alive comes before it.

@@ -1,4 +1,4 @@
-//! The server's certificate (loaded, generated or cached) and SHA-256 fingerprints.
+//! The server's certificate: loaded, generated or cached.
 
 use std::fmt;
 use std::io;
@@ -7,65 +7,7 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// SHA-256 of a certificate's DER. ring is already in the build as rustls' crypto provider, so
-/// this adds no crate (sha2 would add several).
-pub(super) fn sha256(der: &[u8]) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
-/// Lowercase hex of `bytes`.
-pub(super) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
-}
-
-/// Parses a SHA-256 fingerprint written as 64 hex digits, optionally separated by `:` (as
-/// `openssl x509 -fingerprint -sha256` prints it), in either case.
-pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
-    let digits: Vec<u8> = text
-        .trim()
-        .bytes()
-        .filter(|&c| c != b':')
-        .map(|c| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        })
-        .collect::<Option<_>>()
-        .ok_or_else(|| format!("SHA-256 fingerprint '{text}' has a character that is not hex"))?;
-    if digits.len() != 64 {
-        return Err(format!(
-            "SHA-256 fingerprint '{text}' has {} hex digits instead of 64",
-            digits.len()
-        ));
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = pair[0] << 4 | pair[1];
-    }
-    Ok(out)
-}
-
-pub(super) fn pem_error(what: &str, path: &Path, err: rustls_pki_types::pem::Error) -> io::Error {
-    match err {
-        rustls_pki_types::pem::Error::Io(e) => {
-            io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
-        }
-        other => io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{what} {}: {other}", path.display()),
-        ),
-    }
-}
+use crate::tls::fingerprint::{hex, pem_error, sha256};
 
 /// Certificate chain (end-entity first) and private key of a QUIC server.
 pub struct QuicServerCert {
@@ -229,25 +171,4 @@ fn write_private_file(path: &Path, data: &[u8]) -> io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints() {
-        let fp = [0xabu8; 32];
-        assert_eq!(hex(&fp), "ab".repeat(32));
-        assert_eq!(parse_fingerprint(&"AB".repeat(32)).unwrap(), fp);
-        let colons = vec!["ab"; 32].join(":");
-        assert_eq!(parse_fingerprint(&colons).unwrap(), fp);
-        assert!(parse_fingerprint("abc").is_err());
-        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
-        // SHA-256 of the empty string.
-        assert_eq!(
-            hex(&sha256(b"")),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-    }
 }

@@ -12,9 +12,9 @@ use quinn::crypto::rustls::QuicClientConfig;
 
 use super::carrier::carrier;
 use super::errors::connection_error;
-use super::trust::{client_tls_config, FingerprintMismatch, MismatchSlot, QuicTrust};
 use super::tuning::{new_endpoint, QuicTuning};
-use super::DEFAULT_HANDSHAKE_TIMEOUT;
+use super::{ALPN, DEFAULT_HANDSHAKE_TIMEOUT};
+use crate::tls::{client_config, take_rejection, RejectionSlot, ServerTrust};
 use crate::{Carrier, Endpoint, Transport};
 
 /// Where a `quic://host:port` URL points.
@@ -86,7 +86,7 @@ pub struct QuicTransport {
     tuning: QuicTuning,
     handshake_timeout: Duration,
     state: tokio::sync::Mutex<ClientState>,
-    mismatch: MismatchSlot,
+    rejected: RejectionSlot,
 }
 
 #[derive(Default)]
@@ -109,14 +109,15 @@ impl fmt::Debug for QuicTransport {
 impl QuicTransport {
     /// A transport that authenticates servers with `trust` and the default [`QuicTuning`].
     /// Fails if the CA file cannot be read.
-    pub fn new(trust: QuicTrust) -> io::Result<Self> {
+    pub fn new(trust: ServerTrust) -> io::Result<Self> {
         Self::with_tuning(trust, QuicTuning::default())
     }
 
     /// A transport with explicit tuning.
-    pub fn with_tuning(trust: QuicTrust, tuning: QuicTuning) -> io::Result<Self> {
-        let mismatch = MismatchSlot::default();
-        let tls = client_tls_config(&trust, &mismatch)?;
+    pub fn with_tuning(trust: ServerTrust, tuning: QuicTuning) -> io::Result<Self> {
+        let rejected = RejectionSlot::default();
+        // QUIC requires TLS 1.3 (RFC 9001).
+        let tls = client_config(&trust, ALPN, true, rejected.clone())?;
         let crypto =
             QuicClientConfig::try_from(tls).map_err(|e| io::Error::other(e.to_string()))?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -126,7 +127,7 @@ impl QuicTransport {
             tuning,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             state: tokio::sync::Mutex::new(ClientState::default()),
-            mismatch,
+            rejected,
         })
     }
 
@@ -186,30 +187,22 @@ impl QuicTransport {
                     format!("cannot dial {addr} as '{}': {e}", target.host),
                 )
             })?;
-        self.take_mismatch();
-        let conn = connecting.await.map_err(|e| match self.take_mismatch() {
-            Some(mismatch) => io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("QUIC handshake with {addr} failed: {mismatch}"),
-            ),
-            None => {
-                let err = connection_error(e);
-                io::Error::new(
-                    err.kind(),
-                    format!("QUIC handshake with {addr} failed: {err}"),
-                )
-            }
-        })?;
+        take_rejection(&self.rejected);
+        let conn = connecting
+            .await
+            .map_err(|e| match take_rejection(&self.rejected) {
+                Some(rejected) => rejected.into_io_error(),
+                None => {
+                    let err = connection_error(e);
+                    io::Error::new(
+                        err.kind(),
+                        format!("QUIC handshake with {addr} failed: {err}"),
+                    )
+                }
+            })?;
         tracing::debug!(server = %addr, "QUIC connection established");
         state.connections.insert(target.clone(), conn.clone());
         Ok((conn, false))
-    }
-
-    fn take_mismatch(&self) -> Option<FingerprintMismatch> {
-        self.mismatch
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
     }
 
     async fn dial(&self, endpoint: &Endpoint) -> io::Result<Carrier> {

@@ -7,8 +7,9 @@
 //!
 //! Client side: [`QuicTransport`] dials `quic://host:port`. Its first `connect` opens the
 //! connection, later ones open a new stream on it while it lives. The server is authenticated by
-//! a pinned SHA-256 fingerprint of its certificate or by a CA file ([`QuicTrust`]); there is no
-//! way to skip verification.
+//! a pinned SHA-256 fingerprint of its certificate or by a CA file
+//! ([`ServerTrust`](crate::tls::ServerTrust), shared with `wss://`); there is no way to skip
+//! verification.
 //!
 //! Server side: [`QuicAcceptor`] owns the UDP endpoint and yields one
 //! [`Carrier`](crate::Carrier) per bidirectional stream of any connection. [`QuicServerCert`]
@@ -28,19 +29,14 @@ mod client;
 mod errors;
 mod framing;
 mod server;
-mod trust;
 mod tuning;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::crypto::CryptoProvider;
-
-pub use cert::{parse_fingerprint, QuicServerCert};
+pub use cert::QuicServerCert;
 pub use client::QuicTransport;
 pub use framing::MAX_FRAME_PAYLOAD;
 pub use server::QuicAcceptor;
-pub use trust::QuicTrust;
 pub use tuning::QuicTuning;
 
 /// The rustls version quinn is built on (the same one as [`crate::ws::rustls`]).
@@ -59,8 +55,3 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Stream reset code of a carrier dropped without `close` (not a clean end for the peer).
 const CODE_DROPPED: u32 = 0;
-
-/// rustls' *ring* crypto provider, for the TLS configs of both sides.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}

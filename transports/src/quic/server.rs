@@ -15,7 +15,8 @@ use tokio::task::JoinHandle;
 use super::carrier::carrier;
 use super::cert::QuicServerCert;
 use super::tuning::{new_endpoint, QuicTuning};
-use super::{provider, ALPN};
+use super::ALPN;
+use crate::tls::provider;
 use crate::Carrier;
 
 /// Accepts QUIC connections on a UDP socket and yields their carriers.

@@ -19,11 +19,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{CertificateError, OtherError};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::carrier::{into_carrier, Side};
+use super::proxy::{connect_via, EgressProxy};
 use super::{CONTROL_PATH, DEFAULT_HANDSHAKE_TIMEOUT};
+use crate::tls::{client_config, CertificateRejected, RejectionSlot, ServerTrust};
 use crate::{Carrier, CarrierInfo, Endpoint, Transport};
 
 /// Dials WebSocket carriers: `ws://`, `wss://`, `http://` (= `ws`), `https://` (= `wss`).
@@ -34,14 +37,17 @@ use crate::{Carrier, CarrierInfo, Endpoint, Transport};
 /// `endpoint.bearer` is set; a server that does not select the subprotocol is refused.
 ///
 /// Errors from [`connect`](Transport::connect): an HTTP answer other than 101 becomes an error
-/// whose message starts with `WebSocket upgrade refused: HTTP <code> <reason>` followed by the
-/// start of the body, of kind [`io::ErrorKind::PermissionDenied`] for 401/403 and
-/// [`io::ErrorKind::ConnectionRefused`] otherwise; a bad URL is
+/// carrying an [`UpgradeRefused`] (message `WebSocket upgrade refused: HTTP <code> <reason>`
+/// followed by the start of the body), of kind [`io::ErrorKind::PermissionDenied`] for 401/403
+/// and [`io::ErrorKind::ConnectionRefused`] otherwise; a refused server certificate carries a
+/// [`CertificateRejected`] (kind [`io::ErrorKind::InvalidData`]); an egress proxy that refuses
+/// the tunnel carries a [`ProxyRefused`](super::ProxyRefused); a bad URL is
 /// [`io::ErrorKind::InvalidInput`]; running out of time is [`io::ErrorKind::TimedOut`].
 #[derive(Debug, Clone)]
 pub struct WsTransport {
-    /// `None`: the Mozilla roots from `webpki-roots`, built on first `wss` use.
+    /// `None`: [`ServerTrust::System`], built on first `wss` use and shared by every transport.
     tls: Option<Arc<rustls::ClientConfig>>,
+    proxy: EgressProxy,
     handshake_timeout: Duration,
 }
 
@@ -52,22 +58,38 @@ impl Default for WsTransport {
 }
 
 impl WsTransport {
-    /// A transport that trusts the Mozilla root certificates (`webpki-roots`) for `wss`.
+    /// A transport that trusts the system's certificate store for `wss`
+    /// ([`ServerTrust::System`]).
     pub fn new() -> Self {
         WsTransport {
             tls: None,
+            proxy: EgressProxy::Direct,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 
-    /// A transport that uses `config` for `wss` (own CA, pinned certificate, client
-    /// certificates). Its ALPN list is used as is; leave it empty or put `http/1.1` in it,
-    /// since the upgrade needs HTTP/1.1.
+    /// A transport that authenticates `wss` servers with `trust`, as the QUIC transport does.
+    /// A refused certificate fails `connect` with a [`CertificateRejected`] inside the error.
+    /// Fails if the CA file cannot be read.
+    pub fn with_trust(trust: &ServerTrust) -> io::Result<Self> {
+        Ok(Self::with_tls_config(Arc::new(ws_tls_config(trust)?)))
+    }
+
+    /// A transport that uses `config` for `wss` (client certificates, own verifier). Its ALPN
+    /// list is used as is; leave it empty or put `http/1.1` in it, since the upgrade needs
+    /// HTTP/1.1.
     pub fn with_tls_config(config: Arc<rustls::ClientConfig>) -> Self {
         WsTransport {
             tls: Some(config),
+            proxy: EgressProxy::Direct,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
+    }
+
+    /// Sends carriers through `proxy` (default [`EgressProxy::Direct`]).
+    pub fn proxy(mut self, proxy: EgressProxy) -> Self {
+        self.proxy = proxy;
+        self
     }
 
     /// Sets the time allowed for TCP connect, TLS and the upgrade together
@@ -85,7 +107,7 @@ impl WsTransport {
         if let Some(config) = DEFAULT.get() {
             return Ok(config.clone());
         }
-        let built = default_tls_config()?;
+        let built = Arc::new(ws_tls_config(&ServerTrust::System)?);
         Ok(DEFAULT.get_or_init(|| built).clone())
     }
 
@@ -93,24 +115,48 @@ impl WsTransport {
         let target = Target::parse(&endpoint.url)?;
         // Checked before dialing, so a bad header value is an error without a connection.
         build_request(&target, endpoint, &generate_key())?;
-        let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
-        // Carrier messages are latency-sensitive mux frames; never let the kernel hold them back.
-        tcp.set_nodelay(true)?;
-        let peer = tcp.peer_addr().ok();
-        if target.tls {
-            let server_name = ServerName::try_from(target.host.clone()).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{:?} is not a valid TLS server name", target.host),
-                )
-            })?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls_config()?)
-                .connect(server_name, tcp)
-                .await?;
-            client_handshake(tls, &target, endpoint, peer).await
-        } else {
-            client_handshake(tcp, &target, endpoint, peer).await
+        match self.proxy.for_target(target.tls, &target.host)? {
+            Some(proxy) => {
+                tracing::debug!(%proxy, "dialing through the proxy");
+                let (io, peer) = connect_via(&proxy, &target.host, target.port).await?;
+                self.upgrade(io, peer, &target, endpoint).await
+            }
+            None => {
+                let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+                // Carrier messages are latency-sensitive mux frames; never let the kernel hold
+                // them back.
+                tcp.set_nodelay(true)?;
+                let peer = tcp.peer_addr().ok();
+                self.upgrade(tcp, peer, &target, endpoint).await
+            }
         }
+    }
+
+    /// TLS when the URL asks for it, then the WebSocket upgrade, over `io`.
+    async fn upgrade<S>(
+        &self,
+        io: S,
+        peer: Option<SocketAddr>,
+        target: &Target,
+        endpoint: &Endpoint,
+    ) -> io::Result<Carrier>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if !target.tls {
+            return client_handshake(io, target, endpoint, peer).await;
+        }
+        let server_name = ServerName::try_from(target.host.clone()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{:?} is not a valid TLS server name", target.host),
+            )
+        })?;
+        let tls = tokio_rustls::TlsConnector::from(self.tls_config()?)
+            .connect(server_name, io)
+            .await
+            .map_err(tls_error)?;
+        client_handshake(tls, target, endpoint, peer).await
     }
 }
 
@@ -134,22 +180,28 @@ impl Transport for WsTransport {
     }
 }
 
-fn default_tls_config() -> io::Result<Arc<rustls::ClientConfig>> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    // An explicit provider instead of the process-wide default: nothing else has to install
-    // one, and a second provider compiled in by another crate cannot make this ambiguous.
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(io::Error::other)?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+fn ws_tls_config(trust: &ServerTrust) -> io::Result<rustls::ClientConfig> {
     // A TLS-terminating proxy that speaks HTTP/2 must not pick it: the upgrade is HTTP/1.1 only.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    // Refusals travel inside the error (below), so the verifier's slot is not read.
+    client_config(trust, b"http/1.1", false, RejectionSlot::default())
+}
+
+/// A failed TLS handshake; a refused certificate becomes the plain [`CertificateRejected`]
+/// error instead of rustls' nested one.
+fn tls_error(err: io::Error) -> io::Error {
+    let rejected = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .and_then(|e| match e {
+            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
+                inner.downcast_ref::<CertificateRejected>().cloned()
+            }
+            _ => None,
+        });
+    match rejected {
+        Some(rejected) => rejected.into_io_error(),
+        None => err,
+    }
 }
 
 /// Where a carrier URL points, once normalised.
@@ -358,6 +410,26 @@ fn no_subprotocol_error(offered: &str) -> io::Error {
 /// Most of the body of a refused upgrade worth putting in an error message.
 const MAX_BODY_IN_ERROR: usize = 200;
 
+/// The server (or a reverse proxy in front of it) answered the upgrade with an HTTP status other
+/// than 101. Transports return it inside the `io::Error` of [`WsTransport::connect`]; its
+/// status tells a configuration problem (4xx: wrong path, forbidden) from a server that is down
+/// behind its proxy (502, 503, 504).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeRefused {
+    /// The HTTP status code.
+    pub status: u16,
+    /// `WebSocket upgrade refused: HTTP <code> <reason>`, then the start of the body.
+    pub message: String,
+}
+
+impl std::fmt::Display for UpgradeRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UpgradeRefused {}
+
 /// The error for an answer other than `101`, with the start of its body (read within the
 /// handshake timeout, at most [`MAX_BODY_IN_ERROR`] bytes).
 async fn refused(response: Response<Incoming>) -> io::Error {
@@ -387,7 +459,13 @@ async fn refused(response: Response<Incoming>) -> io::Error {
         message.push_str(": ");
         message.push_str(body);
     }
-    io::Error::new(kind, message)
+    io::Error::new(
+        kind,
+        UpgradeRefused {
+            status: status.as_u16(),
+            message,
+        },
+    )
 }
 
 /// A failed upgrade exchange: I/O errors keep their kind, a broken answer is `InvalidData`.
@@ -457,7 +535,7 @@ mod tests {
 
     #[test]
     fn default_tls_config_builds() {
-        let config = default_tls_config().unwrap();
+        let config = ws_tls_config(&ServerTrust::System).unwrap();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
         assert!(WsTransport::new().tls_config().is_ok());
     }

@@ -23,13 +23,15 @@
 mod carrier;
 mod client;
 mod frame;
+mod proxy;
 mod reader;
 mod server;
 mod writer;
 
 use std::time::Duration;
 
-pub use client::WsTransport;
+pub use client::{UpgradeRefused, WsTransport};
+pub use proxy::{EgressProxy, HttpProxy, ProxyRefused};
 pub use server::{accept_upgrade, is_upgrade_request, PendingCarrier, Rejection};
 
 /// The rustls version this crate builds its TLS on, for [`WsTransport::with_tls_config`].

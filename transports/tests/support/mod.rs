@@ -216,9 +216,10 @@ pub async fn wss_pair() -> (Carrier, Carrier) {
 /// dropped on return: the connection lives on through the carriers.
 #[cfg(feature = "quic")]
 pub async fn quic_pair() -> (Carrier, Carrier) {
-    use underpass_transports::quic::{QuicAcceptor, QuicServerCert, QuicTransport, QuicTrust};
+    use underpass_transports::quic::{QuicAcceptor, QuicServerCert, QuicTransport};
+    use underpass_transports::tls::ServerTrust;
     let cert = QuicServerCert::self_signed(&["127.0.0.1".to_owned()]).unwrap();
-    let trust = QuicTrust::PinnedSha256(cert.fingerprint_sha256());
+    let trust = ServerTrust::PinnedSha256(cert.fingerprint_sha256());
     let mut acceptor = QuicAcceptor::bind(([127, 0, 0, 1], 0).into(), cert).unwrap();
     let mut client = QuicTransport::new(trust)
         .unwrap()
