@@ -179,7 +179,8 @@ async fn an_assigned_name_survives_a_server_restart() {
     assert!(name.starts_with("up-"), "{name}");
     let host = format!("{name}.example.test");
     assert_eq!(wait_routed(listen, &host).await, "app restart /");
-    drop(s1);
+    // Gone before the next one binds the same port (a kill alone may not have landed yet).
+    s1.child.kill().await.unwrap();
     let mut s2 = spawn(&args, &[]);
     s2.expect_line("control: ").await;
     // The client reconnects with backoff and asks for the same name again.

@@ -94,7 +94,8 @@ async fn an_assigned_name_and_picked_ports_survive_a_server_restart() {
     let host = format!("{name}.example.test");
     assert_eq!(wait_routed(listen, &host).await, "start app");
 
-    drop(s1);
+    // Gone before the next one binds the same port (a kill alone may not have landed yet).
+    s1.child.kill().await.unwrap();
     let mut s2 = server_at(listen, &[]);
     s2.expect_line("control: ").await;
     // A new session (the server forgot the old one) asks for the same name and ports.
