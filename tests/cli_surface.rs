@@ -236,6 +236,7 @@ fn sample(path: &[&str], long: &str, w: &World) -> Option<(String, Flags)> {
         ("server", "idle-stream-timeout") => v("60"),
         ("server", "visitor-rate") => v("50"),
         ("server", "fd-budget") => v("100"),
+        ("server", "max-connections-per-ip") => v("64"),
         ("server", "resume-grace") => v("5"),
         ("server", "drain-timeout") => v("1"),
         ("server", "control-listen") => v("127.0.0.1:0"),

@@ -111,6 +111,10 @@ pub struct ServerArgs {
     /// minus 64).
     #[arg(long)]
     pub fd_budget: Option<usize>,
+    /// Connections one visitor address (an IPv6 /64) may hold at once on the public listeners;
+    /// more get 429 or are closed. Trusted proxies are exempt (0: no cap).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
     /// Seconds a session whose connection dropped is kept for its client to resume (0: never).
     #[arg(long, env = "UNDERPASS_RESUME_GRACE", default_value = "60", value_parser = parse::seconds)]
     pub resume_grace: Duration,
@@ -188,6 +192,7 @@ impl ServerArgs {
             visitor_rate: std::num::NonZeroU32::new(self.visitor_rate),
             resume_grace: self.resume_grace,
             fd_budget: self.fd_budget,
+            max_connections_per_ip: self.max_connections_per_ip,
             ..Limits::default()
         };
         Ok((

@@ -10,7 +10,6 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::{full, MuxBody, ProxyBody};
-use super::edge::basic_auth::BasicAuthPolicy;
 use super::edge::forwarded::write_forwarded_headers;
 use super::edge::hop_by_hop::{strip_hop_by_hop, strip_hop_by_hop_keep_upgrade, wants_upgrade};
 use super::edge::request::EdgeRequest;
@@ -29,8 +28,9 @@ pub struct Target<'a> {
     pub session: &'a Session,
     /// Binding id for STREAM_OPEN.
     pub bind_id: BindId,
-    /// Basic Auth of the binding.
-    pub auth: Option<&'a BasicAuthPolicy>,
+    /// The binding has Basic Auth and the caller checked it: the credentials were for the
+    /// edge and are removed before the app.
+    pub checked_auth: bool,
     /// The bandwidth buckets of the binding's client, when it has a limit.
     pub throttle: Option<&'a Throttle>,
 }
@@ -46,7 +46,7 @@ pub struct Visitor<'a> {
 
 /// The interim writer of a public edge connection; the listener puts it in each request's
 /// extensions.
-pub type EdgeInterim = InterimWriter<tokio::net::TcpStream>;
+pub type EdgeInterim = InterimWriter<crate::tcp::Held<tokio::net::TcpStream>>;
 
 fn into_proxy(resp: Response<bytes::Bytes>) -> Response<ProxyBody> {
     resp.map(full)
@@ -58,10 +58,7 @@ pub async fn proxy(
     target: Target<'_>,
     visitor: Visitor<'_>,
 ) -> Response<ProxyBody> {
-    if let Some(policy) = target.auth {
-        if !policy.check(req.headers()) {
-            return into_proxy(visitor_error::auth_required());
-        }
+    if target.checked_auth {
         // The credentials were for the edge, not for the app.
         req.headers_mut().remove(http::header::AUTHORIZATION);
     }

@@ -47,6 +47,12 @@ pub struct Limits {
     /// Accepted connections at once (the file-descriptor budget); `None`: the open-file limit
     /// minus a reserve.
     pub fd_budget: Option<usize>,
+    /// Connections one visitor address may hold at once on the public listeners (trusted
+    /// proxies exempt); 0: no cap.
+    pub max_connections_per_ip: usize,
+    /// Wrong Basic Auth credentials one visitor address may send per minute (all at once, too)
+    /// before it gets 429 and its credentials go unchecked for a while; 0: no throttling.
+    pub basic_auth_failures_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -68,6 +74,8 @@ impl Default for Limits {
             idle_stream_timeout: Duration::from_secs(300),
             visitor_rate: None,
             fd_budget: None,
+            max_connections_per_ip: 256,
+            basic_auth_failures_per_minute: 10,
         }
     }
 }

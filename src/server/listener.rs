@@ -16,6 +16,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::admin;
+use super::admission::NotAdmitted;
+use super::auth_throttle::basic_auth_gate;
 use super::handshake;
 use super::health;
 use super::routes::RoutePick;
@@ -27,6 +29,7 @@ use crate::http::edge::visitor_error;
 use crate::http::interim_io::InterimIo;
 use crate::http::visitor::{proxy, Target, Visitor};
 use crate::proto::SUBPROTOCOLS;
+use crate::tcp::Held;
 
 /// Prefix of every path the server keeps for itself; never proxied.
 pub const RESERVED_PREFIX: &str = "/__underpass__/";
@@ -60,17 +63,17 @@ async fn accept_connections(state: Arc<ServerState>, listener: TcpListener, kind
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                let Some(permit) = state.fd_budget.try_acquire() else {
-                    tokio::spawn(refuse_over_budget(tcp));
-                    continue;
+                let admitted = match state.admit_connection(peer.ip()) {
+                    Ok(admitted) => admitted,
+                    Err(refusal) => {
+                        tokio::spawn(refuse(tcp, refusal));
+                        continue;
+                    }
                 };
                 crate::tcp::tune(&tcp);
-                let state = state.clone();
-                let kind = kind.clone();
-                tokio::spawn(async move {
-                    serve_connection(state, tcp, peer, kind).await;
-                    drop(permit);
-                });
+                // The admission travels with the socket, through upgrades too.
+                let tcp = Held::new(tcp, admitted);
+                tokio::spawn(serve_connection(state.clone(), tcp, peer, kind.clone()));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -80,18 +83,29 @@ async fn accept_connections(state: Arc<ServerState>, listener: TcpListener, kind
     }
 }
 
-/// Answers 503 on a connection the budget has no room for, without parsing anything.
-async fn refuse_over_budget(mut tcp: tokio::net::TcpStream) {
+/// Answers a connection that was not admitted (503 past the budget, 429 past the per-address
+/// cap) without parsing anything, and closes it.
+async fn refuse(mut tcp: tokio::net::TcpStream, refusal: NotAdmitted) {
     use tokio::io::AsyncWriteExt;
-    tracing::warn!("connection budget exhausted; answering 503");
-    let resp = visitor_error::to_http1_bytes(&visitor_error::over_budget());
+    let resp = match refusal {
+        NotAdmitted::OverBudget => {
+            tracing::warn!("connection budget exhausted; answering 503");
+            visitor_error::over_budget()
+        }
+        NotAdmitted::OverAddressCap => {
+            // Debug, not warn: one address hammering would otherwise flood the log.
+            tracing::debug!("connection cap of one address reached; answering 429");
+            visitor_error::too_many_connections()
+        }
+    };
+    let resp = visitor_error::to_http1_bytes(&resp);
     let _ = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(&resp)).await;
     let _ = tcp.shutdown().await;
 }
 
 async fn serve_connection(
     state: Arc<ServerState>,
-    tcp: tokio::net::TcpStream,
+    tcp: Held<tokio::net::TcpStream>,
     peer: SocketAddr,
     kind: ListenerKind,
 ) {
@@ -214,12 +228,20 @@ async fn guarded_proxy(
             return visitor_error::not_allowed(visitor).map(full);
         }
     }
+    if let Some(policy) = &pick.guard.auth {
+        let throttle = state.auth_throttle.as_ref();
+        if let Some(refused) =
+            basic_auth_gate(throttle, policy, edge.client.client_ip, req.headers())
+        {
+            return refused.map(full);
+        }
+    }
     let session = pick.holder.session();
     let client = &pick.holder.entry.client;
     let target = Target {
         session: &session,
         bind_id: pick.holder.bind_id,
-        auth: pick.guard.auth.as_ref(),
+        checked_auth: pick.guard.auth.is_some(),
         throttle: client.usage.throttle(),
     };
     let visitor = Visitor {

@@ -1,7 +1,10 @@
 //! The public server: one HTTP listener for public traffic, the WebSocket control endpoint and
 //! health probes; a session table; host routes; port bindings.
 
+mod address_cap;
 mod admin;
+mod admission;
+mod auth_throttle;
 mod bindings;
 pub mod clients;
 pub mod config;

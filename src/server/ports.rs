@@ -11,8 +11,8 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio::net::TcpListener;
 
+use super::admission::NotAdmitted;
 use super::bindings::{address_policy, revoke, route_guard, PortGrant, Refusal};
-use super::fd_budget::FdBudget;
 use super::listener::{accept_loop, ListenerKind};
 use super::routes::{Holder, RoutePick};
 use super::sessions::{BindingRecord, SessionEntry};
@@ -240,10 +240,11 @@ async fn expose(
                 listener,
                 entry.clone(),
                 bind_id,
-                state.fd_budget.clone(),
+                state.clone(),
                 ConnectionGate {
                     addresses: address_policy(bind)?,
                     rate: state.visitor_rate.clone(),
+                    public: true,
                 },
             ));
             (task, format!("tcp://{host}:{port}"))
@@ -323,7 +324,7 @@ async fn pull(
         listener,
         entry.clone(),
         bind_id,
-        state.fd_budget.clone(),
+        state.clone(),
         // Pull listens on loopback for server-side code: nobody to keep out.
         ConnectionGate::default(),
     ));
@@ -377,11 +378,12 @@ fn forward(
 /// Each accepted connection becomes a stream to the client. While the session is parked for
 /// resume (or full), new connections are dropped but the port stays bound.
 /// Who may open a connection through a public TCP port: the binding's address policy and the
-/// server's per-visitor rate.
+/// server's per-visitor rate; `public` ports also count against `--max-connections-per-ip`.
 #[derive(Default)]
 struct ConnectionGate {
     addresses: Option<AddressPolicy>,
     rate: Option<Arc<VisitorRate>>,
+    public: bool,
 }
 
 impl ConnectionGate {
@@ -401,7 +403,7 @@ async fn tcp_accept_loop(
     listener: TcpListener,
     entry: Arc<SessionEntry>,
     bind_id: BindId,
-    budget: FdBudget,
+    state: Arc<ServerState>,
     gate: ConnectionGate,
 ) {
     loop {
@@ -418,9 +420,21 @@ async fn tcp_accept_loop(
             tracing::debug!(%peer, bind_id, "{why}; connection closed");
             continue;
         }
-        let Some(permit) = budget.try_acquire() else {
-            tracing::warn!(%peer, "connection budget exhausted; dropping tcp connection");
-            continue;
+        let admitted = if gate.public {
+            state.admit_connection(peer.ip())
+        } else {
+            state.admit_local_connection()
+        };
+        let permit = match admitted {
+            Ok(admitted) => admitted,
+            Err(NotAdmitted::OverBudget) => {
+                tracing::warn!(%peer, "connection budget exhausted; dropping tcp connection");
+                continue;
+            }
+            Err(NotAdmitted::OverAddressCap) => {
+                tracing::debug!(%peer, bind_id, "connection cap of the address reached; connection closed");
+                continue;
+            }
         };
         crate::tcp::tune(&tcp);
         let open = StreamOpen::tcp(bind_id).from_connection(peer, tcp.local_addr().ok());

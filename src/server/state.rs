@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::clients::ClientRegistry;
+use super::address_cap::AddressCap;
+use super::auth_throttle::AuthThrottle;
 use super::config::ServerConfig;
 use super::counters::Counters;
 use super::fd_budget::FdBudget;
@@ -31,6 +33,10 @@ pub struct ServerState {
     pub counters: Counters,
     /// Per-visitor start rate, when limited.
     pub visitor_rate: Option<Arc<VisitorRate>>,
+    /// Connections per visitor address (`--max-connections-per-ip`), when capped.
+    pub address_cap: Option<AddressCap>,
+    /// Wrong Basic Auth credentials per visitor address, when throttled.
+    pub auth_throttle: Option<AuthThrottle>,
     next_bind_id: AtomicU32,
     draining: AtomicBool,
 }
@@ -43,8 +49,15 @@ impl ServerState {
             .limits
             .visitor_rate
             .map(|r| Arc::new(VisitorRate::new(r)));
+        let limits = &config.limits;
+        let address_cap = (limits.max_connections_per_ip > 0)
+            .then(|| AddressCap::new(limits.max_connections_per_ip));
+        let auth_throttle =
+            std::num::NonZeroU32::new(limits.basic_auth_failures_per_minute).map(AuthThrottle::new);
         Self {
             visitor_rate,
+            address_cap,
+            auth_throttle,
             config,
             local_addr,
             clients,

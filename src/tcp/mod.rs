@@ -1,11 +1,13 @@
 //! Raw TCP: splicing a socket onto a mux stream, and the socket options every long-lived
 //! connection gets.
 
+mod held;
 mod proxy_header;
 mod socket_options;
 mod splice;
 mod throttle;
 
+pub use held::Held;
 pub use proxy_header::{proxy_header, ProxyProtocol};
 pub use socket_options::{tune, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
 pub use splice::{connect_and_splice, connect_and_splice_with, splice, splice_halves};
