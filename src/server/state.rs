@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use super::clients::ClientRegistry;
 use super::address_cap::AddressCap;
 use super::auth_throttle::AuthThrottle;
+use super::clients::ClientRegistry;
 use super::config::ServerConfig;
 use super::counters::Counters;
 use super::fd_budget::FdBudget;
