@@ -6,13 +6,17 @@
 #![allow(dead_code)]
 
 mod apps;
+mod caddy;
 mod clients;
 mod daemon;
 mod http;
+mod https;
 mod inspect;
+mod nginx;
 mod outcomes;
 mod process;
 mod raw_http;
+mod readme;
 mod tinyproxy;
 mod tls;
 mod tls_front;
@@ -21,19 +25,27 @@ mod tls_front;
 #[allow(unused_imports)]
 pub use self::apps::*;
 #[allow(unused_imports)]
+pub use self::caddy::*;
+#[allow(unused_imports)]
 pub use self::clients::*;
 #[allow(unused_imports)]
 pub use self::daemon::*;
 #[allow(unused_imports)]
 pub use self::http::*;
 #[allow(unused_imports)]
+pub use self::https::*;
+#[allow(unused_imports)]
 pub use self::inspect::*;
+#[allow(unused_imports)]
+pub use self::nginx::*;
 #[allow(unused_imports)]
 pub use self::outcomes::*;
 #[allow(unused_imports)]
 pub use self::process::*;
 #[allow(unused_imports)]
 pub use self::raw_http::*;
+#[allow(unused_imports)]
+pub use self::readme::*;
 #[allow(unused_imports)]
 pub use self::tinyproxy::*;
 #[allow(unused_imports)]
