@@ -185,6 +185,8 @@ fn base(path: &[&str], w: &World) -> Base {
         // The shared server has no clients file.
         ["admin", "reload"] => (vec![], admin(), Ready::Error("409")),
         ["token", "new"] => (vec![], vec![], Ready::Exit),
+        ["completions"] => (strings(&["bash"]), vec![], Ready::Exit),
+        ["man"] => (vec![], vec![], Ready::Exit),
         ["admin", ..] => (vec![], admin(), Ready::Exit),
         other => panic!(
             "no base call for `underpass {}`: add one to base() in tests/cli_surface.rs",
@@ -314,6 +316,7 @@ fn sample(path: &[&str], long: &str, w: &World) -> Option<(String, Flags)> {
                 flag("--transport", "quic"),
             ],
         )),
+        ("man", "dir") => v(&w.path(&w.dir.path().join("man-{n}"))),
         ("admin", "server") => v(&w.admin_url),
         ("admin", "admin-token") => v(ADMIN_TOKEN),
         ("admin", "grace-ms") => v("100"),

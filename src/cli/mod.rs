@@ -5,11 +5,13 @@ mod admin_cmd;
 mod admin_table;
 mod bench_cmd;
 mod client_args;
+mod completions_cmd;
 mod demo;
 mod demo_app;
 mod http_cmd;
 mod inspect_args;
 mod logging;
+mod man_cmd;
 mod parse;
 mod server_cmd;
 mod service_target;
@@ -63,6 +65,10 @@ pub enum Command {
     Admin(admin_cmd::AdminArgs),
     /// Make a client token for the server's clients file (`token new`); contacts nothing.
     Token(token_cmd::TokenArgs),
+    /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
+    Completions(completions_cmd::CompletionsArgs),
+    /// Print the manual page (roff), or write one per subcommand with --dir.
+    Man(man_cmd::ManArgs),
 }
 
 /// Empty `UNDERPASS_*` variables count as unset (call before starting threads), so `UNDERPASS_TOKEN=` does not shadow a
@@ -102,6 +108,8 @@ pub async fn main() -> Result<(), String> {
         Command::Skill(a) => skill_cmd::run(a),
         Command::Admin(a) => admin_cmd::run(a).await,
         Command::Token(a) => token_cmd::run(a),
+        Command::Completions(a) => completions_cmd::run(a),
+        Command::Man(a) => man_cmd::run(a),
     }
 }
 
