@@ -1,74 +1,263 @@
 #!/usr/bin/env bash
-# Bulk TCP throughput through underpass and peer tunnels, measured by iperf3, all on loopback.
+# underpass against per-connection tunnels (rathole, bore) and a direct path, all in one run on
+# loopback: bulk TCP with iperf3, HTTP request rate with wrk against nginx, CPU seconds per GiB
+# and memory of the tunnel's own processes.
 #
 #   cargo build --release
-#   cargo install bore-cli rathole --root /tmp/peers     # optional peers
-#   apt-get install -y iperf3
-#   PEERS_BIN=/tmp/peers/bin bench/peers.sh [seconds]
+#   bench/peers.sh [seconds]                  # default 5 s per measurement
 #
-# Prints one markdown row per tunnel: MB/s with 1 and with 8 parallel TCP connections
-# (iperf3 receiver side, MBytes/s = 2^20 bytes/s). A tunnel whose binary is missing is skipped.
+# Needs iperf3, wrk, nginx and jq; installs nothing. Environment:
+#   UNDERPASS=path   underpass binary to measure (default ./target/release/underpass)
+#   BEFORE=path      a second underpass binary, measured in the same run as the "before" rows
+#   PEERS_BIN=dir    where rathole and bore are (default /opt/peers/bin); a missing one is skipped
+#   ROWS="..."       which rows, in order (default: direct ws4 ws1 quic rathole bore, plus
+#                    before-ws4 before-ws1 before-quic when BEFORE is set)
+#   BASE_PORT=N      first of the ~40 loopback ports used (default 31000)
+#
+# Per row: iperf3 1 and 8 streams through a `pull` and through a `tcp` expose (Gbit/s at the
+# receiver; rathole and bore have one kind of TCP tunnel, so only the tcp columns), wrk -t2 -c50
+# through an http expose on a dedicated port against nginx serving a 100-byte file, keep-alive
+# and `Connection: close` (req/s). CPU: utime + stime of the tunnel's processes (server and
+# client; /proc/PID/stat) during the bulk runs, divided by the GiB the receivers counted. Peak RSS
+# is VmHWM at the end of the row; after-load RSS is VmRSS 5 s after the last load.
+# A ratio table against rathole follows. Every wait is bounded; everything started is stopped
+# on exit.
 set -euo pipefail
+
 T=${1:-5}
 UP=${UNDERPASS:-./target/release/underpass}
-PEERS_BIN=${PEERS_BIN:-}
+BEFORE=${BEFORE:-}
+PEERS_BIN=${PEERS_BIN:-/opt/peers/bin}
+BASE=${BASE_PORT:-31000}
+if [ -z "${ROWS:-}" ]; then
+  ROWS="direct ws4 ws1 quic rathole bore"
+  [ -n "$BEFORE" ] && ROWS="$ROWS before-ws4 before-ws1 before-quic"
+fi
+TOKEN=bench-token-0123456789abcdef
+HZ=$(getconf CLK_TCK)
+
+for tool in iperf3 wrk nginx jq; do
+  command -v "$tool" >/dev/null || { echo "bench/peers.sh: $tool is not installed" >&2; exit 1; }
+done
+[ -x "$UP" ] || { echo "bench/peers.sh: no underpass binary at $UP (cargo build --release)" >&2; exit 1; }
+[ -z "$BEFORE" ] || [ -x "$BEFORE" ] || { echo "bench/peers.sh: BEFORE=$BEFORE is not executable" >&2; exit 1; }
+
 TMP=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
 trap cleanup EXIT
-bg() { "$@" >"$TMP/$(basename "$1").$RANDOM.log" 2>&1 & PIDS+=($!); }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
-mbps() { # iperf3 receiver throughput in MBytes/s; retried while the iperf3 server is still busy
-  for _ in 1 2 3 4 5; do
-    out=$(iperf3 -c 127.0.0.1 -p "$1" -t "$T" -P "$2" -f M 2>/dev/null | grep receiver | tail -1 |
-      awk '{for (i=1;i<=NF;i++) if ($i ~ /MBytes\/sec/) print $(i-1)}') || true
-    [ -n "$out" ] && { echo "$out"; return; }
+trap 'exit 130' INT TERM
+
+# Ports: services, then per-row tunnel ports (each row stops its processes before the next).
+IPERF=$BASE NGINX=$((BASE + 1))
+CTRL=$((BASE + 10)) QUICP=$((BASE + 11)) PULL=$((BASE + 12)) TCPP=$((BASE + 13)) HTTPP=$((BASE + 14))
+RH_CTRL=$((BASE + 20)) RH_TCP=$((BASE + 21)) RH_HTTP=$((BASE + 22))
+BORE_TCP=$((BASE + 31)) BORE_HTTP=$((BASE + 32))
+
+# start NAME CMD...: runs CMD in the background, its output in $TMP/NAME.log; sets $LAST_PID.
+start() {
+  local name=$1; shift
+  "$@" >"$TMP/$name.log" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+stop() { for p in "$@"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+wait_port() { # bounded: 20 s
+  for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "bench/peers.sh: port $1 never opened; logs:" >&2; tail -n 5 "$TMP"/*.log >&2; return 1
+}
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+cpu_ticks() { local sum=0; for p in "$@"; do
+  sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$sum"; }
+mib() { awk -v k="$(awk -v f="$2" '$1 == f":" {print $2}' "/proc/$1/status" 2>/dev/null)" \
+  'BEGIN { if (k == "") print "-"; else printf "%.0f", k / 1024 }'; }
+
+# iperf PORT STREAMS: prints "Gbit/s bytes" at the receiver, or "failed 0". Retried while the
+# iperf3 server is still busy with the previous test.
+iperf() {
+  local out
+  for _ in 1 2 3; do
+    out=$(timeout $((T + 20)) iperf3 -c 127.0.0.1 -p "$1" -t "$T" -P "$2" -J 2>/dev/null |
+      jq -r '.end.sum_received | "\(.bits_per_second / 1e9 * 100 | round / 100) \(.bytes)"' 2>/dev/null) || true
+    case "$out" in [0-9]*) echo "$out"; return;; esac
     sleep 1
   done
-  echo "failed"
+  echo "failed 0"
 }
-row() { echo "| $1 | $(mbps "$2" 1) | $(mbps "$2" 8) |"; }
+# wrk_rps PORT [close]: requests per second for the 100-byte file.
+wrk_rps() {
+  local hdr=()
+  [ "${2:-}" = close ] && hdr=(-H "Connection: close")
+  timeout $((T + 20)) wrk -t2 -c50 -d"${T}s" "${hdr[@]}" "http://127.0.0.1:$1/100b" 2>/dev/null |
+    awk '/Requests\/sec/ {printf "%.1fk", $2 / 1000; found=1} END {if (!found) print "failed"}'
+}
 
-bg iperf3 -s -p 15201
-wait_port 15201
-echo "| path | 1 connection MB/s | 8 connections MB/s |"
-echo "|---|---:|---:|"
-row "direct (no tunnel)" 15201
+# measure LABEL PULL_PORT|- TCP_PORT HTTP_PORT PID...: one table row.
+measure() {
+  local label=$1 pull=$2 tcp=$3 http=$4; shift 4
+  local pids=("$@") p1=- p8=- t1 t8 bytes=0 r c0 c1
+  c0=$(cpu_ticks "${pids[@]}")
+  if [ "$pull" != - ]; then
+    r=$(iperf "$pull" 1); p1=${r% *}; bytes=$((bytes + ${r#* }))
+    r=$(iperf "$pull" 8); p8=${r% *}; bytes=$((bytes + ${r#* }))
+  fi
+  r=$(iperf "$tcp" 1); t1=${r% *}; bytes=$((bytes + ${r#* }))
+  r=$(iperf "$tcp" 8); t8=${r% *}; bytes=$((bytes + ${r#* }))
+  c1=$(cpu_ticks "${pids[@]}")
+  local ka close cpu=- peak=- after=-
+  ka=$(wrk_rps "$http")
+  close=$(wrk_rps "$http" close)
+  if [ ${#pids[@]} -gt 0 ]; then
+    cpu=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v b="$bytes" \
+      'BEGIN { if (b > 0) printf "%.2f", t / hz / (b / 1073741824); else print "-" }')
+    peak="" after=""
+    for p in "${pids[@]}"; do peak="$peak${peak:+ / }$(mib "$p" VmHWM)"; done
+    sleep 5
+    for p in "${pids[@]}"; do after="$after${after:+ / }$(mib "$p" VmRSS)"; done
+  fi
+  echo "| $label | $p1 | $p8 | $t1 | $t8 | $ka | $close | $cpu | $peak | $after |" | tee -a "$TMP/rows"
+}
 
-bg "$UP" server --listen 127.0.0.1:18080 --token bench --quic-listen 127.0.0.1:18443 --tls-cert-cache "$TMP/quic.pem"
-wait_port 18080
-sleep 0.3
-bg "$UP" tcp 15201 --port 25201 --server ws://127.0.0.1:18080 --token bench --connections 1
-wait_port 25201; row "underpass ws, 1 carrier" 25201
-bg "$UP" tcp 15201 --port 25202 --server ws://127.0.0.1:18080 --token bench --connections 4
-wait_port 25202; row "underpass ws, 4 carriers" 25202
-FP=$(openssl x509 -in "$TMP/quic.pem" -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1)
-bg "$UP" tcp 15201 --port 25203 --server quic://127.0.0.1:18443 --server-cert-sha256 "$FP" --token bench --connections 4
-wait_port 25203; row "underpass quic, 4 carriers" 25203
+underpass_row() { # underpass_row LABEL BINARY ws|quic CONNECTIONS
+  local label=$1 bin=$2 transport=$3 conns=$4 server_url
+  for p in $CTRL $PULL $TCPP $HTTPP; do port_free "$p" || { echo "bench/peers.sh: port $p is busy" >&2; return 1; }; done
+  start server "$bin" server --listen "127.0.0.1:$CTRL" --token "$TOKEN" --expose-ports "$TCPP-$HTTPP" \
+    --quic-listen "127.0.0.1:$QUICP" --tls-cert-cache "$TMP/quic.pem"
+  local spid=$LAST_PID
+  wait_port "$CTRL"
+  server_url=ws://127.0.0.1:$CTRL
+  local extra=()
+  if [ "$transport" = quic ]; then
+    for _ in $(seq 1 100); do [ -s "$TMP/quic.pem" ] && break; sleep 0.1; done
+    server_url=quic://127.0.0.1:$QUICP
+    extra=(--server-cert-sha256 "$(openssl x509 -in "$TMP/quic.pem" -outform DER | sha256sum | cut -d' ' -f1)")
+  fi
+  cat >"$TMP/client.toml" <<TOML
+[[pull]]
+port = $IPERF
+remote_port = $PULL
 
-if [ -x "$PEERS_BIN/bore" ]; then
-  bg "$PEERS_BIN/bore" server --min-port 25300 --max-port 25399
-  wait_port 7835
-  bg "$PEERS_BIN/bore" local 15201 --to 127.0.0.1 --port 25301
-  wait_port 25301; row "bore 0.6 (tcp)" 25301
-fi
-if [ -x "$PEERS_BIN/rathole" ]; then
+[[tcp]]
+port = $IPERF
+remote_port = $TCPP
+
+[[http]]
+port = $NGINX
+subdomain = "bench"
+public_port = $HTTPP
+TOML
+  start client "$bin" start --config "$TMP/client.toml" --server "$server_url" --token "$TOKEN" \
+    --connections "$conns" "${extra[@]}"
+  local cpid=$LAST_PID
+  wait_port "$PULL"; wait_port "$TCPP"; wait_port "$HTTPP"
+  measure "$label" "$PULL" "$TCPP" "$HTTPP" "$spid" "$cpid"
+  stop "$cpid" "$spid"
+}
+
+rathole_row() {
+  [ -x "$PEERS_BIN/rathole" ] || { echo "| rathole | not installed in $PEERS_BIN |" | tee -a "$TMP/rows"; return; }
   cat >"$TMP/rs.toml" <<TOML
 [server]
-bind_addr = "127.0.0.1:2333"
+bind_addr = "127.0.0.1:$RH_CTRL"
 [server.services.iperf]
-token = "bench"
-bind_addr = "127.0.0.1:25401"
+token = "$TOKEN"
+bind_addr = "127.0.0.1:$RH_TCP"
+[server.services.nginx]
+token = "$TOKEN"
+bind_addr = "127.0.0.1:$RH_HTTP"
 TOML
   cat >"$TMP/rc.toml" <<TOML
 [client]
-remote_addr = "127.0.0.1:2333"
+remote_addr = "127.0.0.1:$RH_CTRL"
 [client.services.iperf]
-token = "bench"
-local_addr = "127.0.0.1:15201"
+token = "$TOKEN"
+local_addr = "127.0.0.1:$IPERF"
+[client.services.nginx]
+token = "$TOKEN"
+local_addr = "127.0.0.1:$NGINX"
 TOML
-  bg "$PEERS_BIN/rathole" -s "$TMP/rs.toml"
-  wait_port 2333
-  bg "$PEERS_BIN/rathole" -c "$TMP/rc.toml"
-  wait_port 25401; sleep 1; row "rathole 0.5 (tcp)" 25401
+  start rathole-server "$PEERS_BIN/rathole" -s "$TMP/rs.toml"; local spid=$LAST_PID
+  wait_port "$RH_CTRL"
+  start rathole-client "$PEERS_BIN/rathole" -c "$TMP/rc.toml"; local cpid=$LAST_PID
+  wait_port "$RH_TCP"; wait_port "$RH_HTTP"
+  sleep 1 # the services are bound before the client's control channels are up
+  measure "rathole $("$PEERS_BIN/rathole" --version 2>/dev/null | awk '/Build Version/ {print $3}')" - "$RH_TCP" "$RH_HTTP" "$spid" "$cpid"
+  stop "$cpid" "$spid"
+}
+
+bore_row() {
+  [ -x "$PEERS_BIN/bore" ] || { echo "| bore | not installed in $PEERS_BIN |" | tee -a "$TMP/rows"; return; }
+  port_free 7835 || { echo "bench/peers.sh: bore's control port 7835 is busy" >&2; return 1; }
+  start bore-server "$PEERS_BIN/bore" server --min-port "$BORE_TCP" --max-port "$BORE_HTTP"; local spid=$LAST_PID
+  wait_port 7835
+  start bore-tcp "$PEERS_BIN/bore" local "$IPERF" --to 127.0.0.1 --port "$BORE_TCP"; local c1=$LAST_PID
+  start bore-http "$PEERS_BIN/bore" local "$NGINX" --to 127.0.0.1 --port "$BORE_HTTP"; local c2=$LAST_PID
+  wait_port "$BORE_TCP"; wait_port "$BORE_HTTP"
+  measure "bore $("$PEERS_BIN/bore" --version 2>/dev/null | awk '{print $2}') (server / 2 clients)" - "$BORE_TCP" "$BORE_HTTP" "$spid" "$c1" "$c2"
+  stop "$c1" "$c2" "$spid"
+}
+
+# The services: iperf3 and nginx with a 100-byte file.
+for p in $IPERF $NGINX; do port_free "$p" || { echo "bench/peers.sh: port $p is busy (BASE_PORT=...)" >&2; exit 1; }; done
+start iperf3 iperf3 -s -p "$IPERF"
+mkdir -p "$TMP/www" "$TMP/nginx"
+head -c 100 /dev/zero | tr '\0' x >"$TMP/www/100b"
+cat >"$TMP/nginx.conf" <<NGINX
+daemon off;
+worker_processes 2;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$NGINX; root $TMP/www; }
+}
+NGINX
+start nginx nginx -c "$TMP/nginx.conf" -p "$TMP/nginx"
+wait_port "$IPERF"; wait_port "$NGINX"
+
+echo "$(date -u +%FT%TZ), ${T} s per measurement, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "underpass: $UP${BEFORE:+, before: $BEFORE}"
+echo
+echo "| path | pull 1 stream Gbit/s | pull 8 streams | tcp 1 stream | tcp 8 streams | HTTP keep-alive req/s | HTTP Connection: close | CPU s/GiB (server + client) | peak RSS MiB (server / client) | after-load RSS MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for row in $ROWS; do
+  case $row in
+    direct) measure "direct (no tunnel)" - "$IPERF" "$NGINX" ;;
+    ws4) underpass_row "underpass ws x4 (default)" "$UP" ws 4 ;;
+    ws1) underpass_row "underpass ws x1" "$UP" ws 1 ;;
+    quic) underpass_row "underpass quic x4" "$UP" quic 4 ;;
+    before-ws4) underpass_row "before: underpass ws x4" "$BEFORE" ws 4 ;;
+    before-ws1) underpass_row "before: underpass ws x1" "$BEFORE" ws 1 ;;
+    before-quic) underpass_row "before: underpass quic x4" "$BEFORE" quic 4 ;;
+    rathole) rathole_row ;;
+    bore) bore_row ;;
+    *) echo "bench/peers.sh: unknown row $row" >&2; exit 1 ;;
+  esac
+done
+
+# Ratios against rathole (throughput: higher is better; CPU: lower is better).
+rh=$(grep '^| rathole [0-9]' "$TMP/rows" | head -1 || true)
+if [ -n "$rh" ]; then
+  echo
+  echo "| path / rathole | pull 1 | pull 8 | tcp 1 | tcp 8 | keep-alive | close | CPU s/GiB |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  grep '^| \(underpass\|before\)' "$TMP/rows" | while IFS= read -r line; do
+    awk -F'|' -v rh="$rh" 'BEGIN { split(rh, R, "|") }
+      function num(s) { gsub(/[ k]/, "", s); return s + 0 }
+      function ratio(a, b) { return (num(b) > 0 && a !~ /-|failed/) ? sprintf("%.2f", num(a) / num(b)) : "-" }
+      { printf "|%s| %s | %s | %s | %s | %s | %s | %s |\n", $2,
+          ratio($3, R[5]), ratio($4, R[6]), ratio($5, R[5]), ratio($6, R[6]),
+          ratio($7, R[7]), ratio($8, R[8]), ratio($9, R[9]) }' <<<"$line"
+  done
 fi
