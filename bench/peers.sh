@@ -12,14 +12,18 @@
 #   PEERS_BIN=dir    where rathole and bore are (default /opt/peers/bin); a missing one is skipped
 #   ROWS="..."       which rows, in order (default: direct ws4 ws1 quic rathole bore, plus
 #                    before-ws4 before-ws1 before-quic when BEFORE is set)
+#   ROUNDS=N         measure every row N times, rows interleaved, and print the median of each
+#                    cell (default 1); each round's rows are printed too
 #   BASE_PORT=N      first of the ~40 loopback ports used (default 31000)
 #
 # Per row: iperf3 1 and 8 streams through a `pull` and through a `tcp` expose (Gbit/s at the
 # receiver; rathole and bore have one kind of TCP tunnel, so only the tcp columns), wrk -t2 -c50
 # through an http expose on a dedicated port against nginx serving a 100-byte file, keep-alive
 # and `Connection: close` (req/s). CPU: utime + stime of the tunnel's processes (server and
-# client; /proc/PID/stat) during the bulk runs, divided by the GiB the receivers counted. Peak RSS
-# is VmHWM at the end of the row; after-load RSS is VmRSS 5 s after the last load.
+# client; /proc/PID/stat) during the bulk runs, divided by the GiB the receivers counted, and
+# during the keep-alive run, divided by the requests wrk counted. On a busy machine these two
+# move far less than the throughput columns. Peak RSS is VmHWM at the end of the row; after-load
+# RSS is VmRSS 5 s after the last load.
 # A ratio table against rathole follows. Every wait is bounded; everything started is stopped
 # on exit.
 set -euo pipefail
@@ -29,6 +33,7 @@ UP=${UNDERPASS:-./target/release/underpass}
 BEFORE=${BEFORE:-}
 PEERS_BIN=${PEERS_BIN:-/opt/peers/bin}
 BASE=${BASE_PORT:-31000}
+ROUNDS=${ROUNDS:-1}
 if [ -z "${ROWS:-}" ]; then
   ROWS="direct ws4 ws1 quic rathole bore"
   [ -n "$BEFORE" ] && ROWS="$ROWS before-ws4 before-ws1 before-quic"
@@ -88,12 +93,13 @@ iperf() {
   done
   echo "failed 0"
 }
-# wrk_rps PORT [close]: requests per second for the 100-byte file.
+# wrk_rps PORT [close]: "req/s requests" for the 100-byte file, or "failed 0".
 wrk_rps() {
   local hdr=()
   [ "${2:-}" = close ] && hdr=(-H "Connection: close")
   timeout $((T + 20)) wrk -t2 -c50 -d"${T}s" "${hdr[@]}" "http://127.0.0.1:$1/100b" 2>/dev/null |
-    awk '/Requests\/sec/ {printf "%.1fk", $2 / 1000; found=1} END {if (!found) print "failed"}'
+    awk '/requests in/ {n=$1} /Requests\/sec/ {r=sprintf("%.1fk", $2 / 1000)}
+      END {if (r == "" || n == "") print "failed 0"; else print r, n}'
 }
 
 # measure LABEL PULL_PORT|- TCP_PORT HTTP_PORT PID...: one table row.
@@ -108,18 +114,24 @@ measure() {
   r=$(iperf "$tcp" 1); t1=${r% *}; bytes=$((bytes + ${r#* }))
   r=$(iperf "$tcp" 8); t8=${r% *}; bytes=$((bytes + ${r#* }))
   c1=$(cpu_ticks "${pids[@]}")
-  local ka close cpu=- peak=- after=-
+  local ka close cpu=- cpu_req=- peak=- after=- c2 c3
   ka=$(wrk_rps "$http")
+  c3=$(cpu_ticks "${pids[@]}")
   close=$(wrk_rps "$http" close)
   if [ ${#pids[@]} -gt 0 ]; then
     cpu=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v b="$bytes" \
       'BEGIN { if (b > 0) printf "%.2f", t / hz / (b / 1073741824); else print "-" }')
+    # The keep-alive run alone: from the end of the bulk runs to the end of wrk.
+    c2=$c1
+    cpu_req=$(awk -v t=$((c3 - c2)) -v hz="$HZ" -v n="${ka#* }" \
+      'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "-" }')
     peak="" after=""
     for p in "${pids[@]}"; do peak="$peak${peak:+ / }$(mib "$p" VmHWM)"; done
     sleep 5
     for p in "${pids[@]}"; do after="$after${after:+ / }$(mib "$p" VmRSS)"; done
   fi
-  echo "| $label | $p1 | $p8 | $t1 | $t8 | $ka | $close | $cpu | $peak | $after |" | tee -a "$TMP/rows"
+  echo "| $label | $p1 | $p8 | $t1 | $t8 | ${ka% *} | ${close% *} | $cpu | $cpu_req | $peak | $after |" |
+    tee -a "$TMP/rows"
 }
 
 underpass_row() { # underpass_row LABEL BINARY ws|quic CONNECTIONS
@@ -229,35 +241,88 @@ wait_port "$IPERF"; wait_port "$NGINX"
 echo "$(date -u +%FT%TZ), ${T} s per measurement, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "underpass: $UP${BEFORE:+, before: $BEFORE}"
 echo
-echo "| path | pull 1 stream Gbit/s | pull 8 streams | tcp 1 stream | tcp 8 streams | HTTP keep-alive req/s | HTTP Connection: close | CPU s/GiB (server + client) | peak RSS MiB (server / client) | after-load RSS MiB |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-for row in $ROWS; do
-  case $row in
-    direct) measure "direct (no tunnel)" - "$IPERF" "$NGINX" ;;
-    ws4) underpass_row "underpass ws x4 (default)" "$UP" ws 4 ;;
-    ws1) underpass_row "underpass ws x1" "$UP" ws 1 ;;
-    quic) underpass_row "underpass quic x4" "$UP" quic 4 ;;
-    before-ws4) underpass_row "before: underpass ws x4" "$BEFORE" ws 4 ;;
-    before-ws1) underpass_row "before: underpass ws x1" "$BEFORE" ws 1 ;;
-    before-quic) underpass_row "before: underpass quic x4" "$BEFORE" quic 4 ;;
-    rathole) rathole_row ;;
-    bore) bore_row ;;
-    *) echo "bench/peers.sh: unknown row $row" >&2; exit 1 ;;
-  esac
+HEADER="| path | pull 1 stream Gbit/s | pull 8 streams | tcp 1 stream | tcp 8 streams | HTTP keep-alive req/s | HTTP Connection: close | CPU s/GiB (server + client) | CPU µs per keep-alive request | peak RSS MiB (server / client) | after-load RSS MiB |"
+RULE="|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for round in $(seq 1 "$ROUNDS"); do
+  [ "$ROUNDS" -gt 1 ] && echo "Round $round of $ROUNDS:"
+  echo "$HEADER"
+  echo "$RULE"
+  for row in $ROWS; do
+    case $row in
+      direct) measure "direct (no tunnel)" - "$IPERF" "$NGINX" ;;
+      ws4) underpass_row "underpass ws x4 (default)" "$UP" ws 4 ;;
+      ws1) underpass_row "underpass ws x1" "$UP" ws 1 ;;
+      quic) underpass_row "underpass quic x4" "$UP" quic 4 ;;
+      before-ws4) underpass_row "before: underpass ws x4" "$BEFORE" ws 4 ;;
+      before-ws1) underpass_row "before: underpass ws x1" "$BEFORE" ws 1 ;;
+      before-quic) underpass_row "before: underpass quic x4" "$BEFORE" quic 4 ;;
+      rathole) rathole_row ;;
+      bore) bore_row ;;
+      *) echo "bench/peers.sh: unknown row $row" >&2; exit 1 ;;
+    esac
+  done
+  echo
 done
+
+# The median of each cell over the rounds ("a / b" cells component by component).
+if [ "$ROUNDS" -gt 1 ]; then
+  echo "Median of $ROUNDS rounds:"
+  echo "$HEADER"
+  echo "$RULE"
+  awk -F'|' '
+    function median(list,   n, v, i, j, t) {
+      n = split(list, v, " ")
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+      return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
+    function cell(key, col,   parts, k, out, list, unit, m) {
+      if (!((key, col, 1) in vals)) return first[key, col]
+      out = ""
+      for (k = 1; (key, col, k) in vals; k++) {
+        unit = units[key, col, k]
+        list = vals[key, col, k]
+        m = median(list)
+        out = out (k > 1 ? " / " : "") (unit == "k" ? sprintf("%.1fk", m) : (m == int(m) ? m : sprintf("%.2f", m)))
+      }
+      return out
+    }
+    {
+      key = $2
+      if (!(key in seen)) { seen[key] = 1; order[++rows] = key }
+      cols[key] = NF - 1
+      for (c = 3; c < NF; c++) {
+        v = $c; gsub(/^ +| +$/, "", v)
+        if (!((key, c) in first)) first[key, c] = v
+        n = split(v, p, " / ")
+        for (k = 1; k <= n; k++) {
+          x = p[k]; u = ""
+          if (x ~ /k$/) { u = "k"; sub(/k$/, "", x) }
+          if (x ~ /^[0-9.]+$/) { vals[key, c, k] = vals[key, c, k] " " x; units[key, c, k] = u }
+        }
+      }
+    }
+    END {
+      for (r = 1; r <= rows; r++) {
+        key = order[r]; line = "|" key "|"
+        for (c = 3; c <= cols[key]; c++) line = line " " cell(key, c) " |"
+        print line
+      }
+    }' "$TMP/rows" | tee "$TMP/median"
+  cp "$TMP/median" "$TMP/rows"
+fi
 
 # Ratios against rathole (throughput: higher is better; CPU: lower is better).
 rh=$(grep '^| rathole [0-9]' "$TMP/rows" | head -1 || true)
 if [ -n "$rh" ]; then
   echo
-  echo "| path / rathole | pull 1 | pull 8 | tcp 1 | tcp 8 | keep-alive | close | CPU s/GiB |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| path / rathole | pull 1 | pull 8 | tcp 1 | tcp 8 | keep-alive | close | CPU s/GiB | CPU per request |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   grep '^| \(underpass\|before\)' "$TMP/rows" | while IFS= read -r line; do
     awk -F'|' -v rh="$rh" 'BEGIN { split(rh, R, "|") }
       function num(s) { gsub(/[ k]/, "", s); return s + 0 }
       function ratio(a, b) { return (num(b) > 0 && a !~ /-|failed/) ? sprintf("%.2f", num(a) / num(b)) : "-" }
-      { printf "|%s| %s | %s | %s | %s | %s | %s | %s |\n", $2,
+      { printf "|%s| %s | %s | %s | %s | %s | %s | %s | %s |\n", $2,
           ratio($3, R[5]), ratio($4, R[6]), ratio($5, R[5]), ratio($6, R[6]),
-          ratio($7, R[7]), ratio($8, R[8]), ratio($9, R[9]) }' <<<"$line"
+          ratio($7, R[7]), ratio($8, R[8]), ratio($9, R[9]), ratio($10, R[10]) }' <<<"$line"
   done
 fi
