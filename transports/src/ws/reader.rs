@@ -98,9 +98,12 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
                     let consumed = cursor.position() as usize;
                     let len = self.check(&header, len)?;
                     self.buf.advance(consumed);
-                    // Room for the whole payload now, so it is read into place and never moved.
-                    self.buf
-                        .reserve((len + READ_AHEAD).saturating_sub(self.buf.len()));
+                    if self.buf.len() < len {
+                        // Room for the rest of the payload now, so that it is read into place
+                        // and never moved. (Only then: reserving on a buffer whose earlier
+                        // messages are still held elsewhere copies what it holds.)
+                        self.buf.reserve(len - self.buf.len() + READ_AHEAD);
+                    }
                     (header, len)
                 }
             };
@@ -282,6 +285,35 @@ mod tests {
         assert_eq!((&a[..], &b[..]), (&b"first"[..], &b"second"[..]));
         // Both came from one read, so the second starts 2 header bytes after the first ends.
         assert_eq!(b.as_ptr() as usize, a.as_ptr() as usize + a.len() + 2);
+    }
+
+    #[test]
+    fn complete_frames_are_taken_without_growing_or_moving_the_buffer() {
+        // Thirty messages already in the buffer (here: read past the upgrade, which fills it
+        // exactly), all kept as the mux keeps them until they are read. Each must be a slice of
+        // that buffer: making room for the next read before it is needed would copy what the
+        // buffer holds.
+        let wire: Vec<u8> = (0..30u8)
+            .flat_map(|i| frame(true, 0x2, &[i; 100], None))
+            .collect();
+        let mut reader = WsReader::new(tokio::io::empty(), Bytes::from(wire), false);
+        let start = reader.buf.as_ptr() as usize;
+        let end = start + reader.buf.len();
+        let mut kept = Vec::new();
+        while let Some(Incoming::Message(m)) = reader.parse().unwrap() {
+            let at = m.as_ptr() as usize;
+            assert!(
+                at >= start && at + m.len() <= end,
+                "message {} was moved",
+                kept.len()
+            );
+            kept.push(m);
+        }
+        assert_eq!(kept.len(), 30);
+        assert!(
+            reader.buf.capacity() < READ_AHEAD,
+            "buffer grown with nothing to read into it"
+        );
     }
 
     #[tokio::test]
