@@ -232,3 +232,24 @@ async fn captured_secrets_never_reach_the_logs() {
         assert!(!stderr.contains(secret), "{secret} leaked into the logs");
     }
 }
+
+#[tokio::test]
+async fn bound_beyond_loopback_it_warns_on_stderr() {
+    let (_s, addr) = server_process(&["--token", "tok", "--domain", INSPECT_DOMAIN], &[]).await;
+    let port = app_port().await.to_string();
+    let url = format!("ws://{addr}");
+    let mut client = spawn(
+        &[&http_args(&port, &url)[..], &["--inspect", "0.0.0.0:0"]].concat(),
+        &[],
+    );
+    let inspect = inspect_addr(&mut client).await;
+    // The printed URL is one a browser on this machine can open.
+    assert!(inspect.ip().is_loopback(), "{inspect}");
+    let tunnels = api_get(inspect, "/api/tunnels").await;
+    assert_eq!(tunnels["tunnels"][0]["name"], "hook");
+    let (_, stderr) = interrupt(client).await;
+    assert!(
+        stderr.contains("listens beyond loopback") && stderr.contains("replay"),
+        "{stderr}"
+    );
+}
