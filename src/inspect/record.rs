@@ -257,12 +257,15 @@ impl ExchangeTap for Watched {
             && p.request_body.state() == BodyState::Open
             && p.duration.is_some();
         match side {
-            // hyper stops reading a request body once it has its Content-Length, without
-            // polling the end: that body is whole too.
+            // With a Content-Length, the body is whole when it has that many bytes: hyper stops
+            // reading at that length without polling the end, and a stream that ends short
+            // (a visitor that never sent the body it announced) is not whole.
             Side::Request => {
                 let declared = self.0.request.header("content-length");
-                let declared = declared.and_then(|d| d.trim().parse::<u64>().ok());
-                let whole = complete || declared == Some(p.request_body.total());
+                let whole = match declared.and_then(|d| d.trim().parse::<u64>().ok()) {
+                    Some(length) => length == p.request_body.total(),
+                    None => complete,
+                };
                 p.request_body.end(whole)
             }
             Side::Response => p.response_body.end(complete),
@@ -346,5 +349,55 @@ impl Exchange {
     /// Everything known about it now.
     pub fn snapshot(&self) -> Snapshot {
         self.0.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watched(headers: &[(&str, &str)]) -> Watched {
+        let (events, _) = broadcast::channel(4);
+        let request = RequestHead {
+            method: "POST".into(),
+            target: "/".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            upgrade: false,
+        };
+        let new = NewRecord {
+            id: "0".into(),
+            tunnel: "t".into(),
+            request,
+            replay_of: None,
+            body: None,
+            cap: 1024,
+        };
+        Watched(Arc::new(Record::new(new, events)))
+    }
+
+    #[test]
+    fn a_request_body_is_whole_when_it_has_its_content_length() {
+        let ten = Bytes::from_static(b"0123456789");
+        // Ended cleanly but short of what it announced: not whole.
+        let short = watched(&[("content-length", "50")]);
+        short.chunk(Side::Request, &ten);
+        short.body_end(Side::Request, true);
+        assert_eq!(short.0.snapshot().request_body.state(), BodyState::Cut);
+        // Dropped by hyper once it had its length, without the end polled: whole.
+        let exact = watched(&[("content-length", "10")]);
+        exact.chunk(Side::Request, &ten);
+        exact.body_end(Side::Request, false);
+        assert_eq!(exact.0.snapshot().request_body.state(), BodyState::Complete);
+        // Without a length, the end decides.
+        let chunked = watched(&[]);
+        chunked.chunk(Side::Request, &ten);
+        chunked.body_end(Side::Request, true);
+        assert_eq!(
+            chunked.0.snapshot().request_body.state(),
+            BodyState::Complete
+        );
     }
 }
