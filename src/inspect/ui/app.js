@@ -369,7 +369,10 @@
   }
 
   const TOKEN = /("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
+  // Colouring a huge document costs more than it helps: past this, plain text.
+  const HIGHLIGHT_LIMIT = 256 * 1024;
   function highlight(pretty) {
+    if (pretty.length > HIGHLIGHT_LIMIT) return [pretty];
     const out = [];
     let last = 0;
     for (const m of pretty.matchAll(TOKEN)) {
