@@ -4,6 +4,7 @@ use bytes::BytesMut;
 use underpass_transports::{Carrier, Endpoint};
 
 use super::error::ClientError;
+use super::hello_check::check_hello_ok;
 use super::options::ClientOptions;
 use crate::mux::{MuxConfig, Role, Session};
 use crate::proto::{
@@ -101,7 +102,10 @@ async fn open(
     });
     send(&mut carrier, &hello).await?;
     let ok = match first_frame(&mut carrier, opts, resume.is_some()).await? {
-        Frame::HelloOk(ok) => ok,
+        Frame::HelloOk(ok) => {
+            check_hello_ok(&ok, opts.connections)?;
+            ok
+        }
         Frame::GoAway(g) if g.code == ErrorCode::AUTH => return Err(ClientError::Auth(g.message)),
         // Refusing a resume for any reason but the token or a limit means the session is gone.
         Frame::GoAway(g) if resume.is_some() && g.code != ErrorCode::RESOURCE_EXHAUSTED => {

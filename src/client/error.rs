@@ -65,6 +65,10 @@ pub enum ClientError {
     /// The server broke the handshake.
     #[error("handshake failed: {0}")]
     Handshake(String),
+    /// The server answered outside the protocol's ranges (a join-ticket index beyond the
+    /// carriers granted, a window of 0, ...): talking to it again would not help.
+    #[error("the server at the other end is not speaking the protocol: {0}")]
+    BadServer(String),
     /// A binding was refused.
     #[error("{code}: {message}")]
     Bind {
@@ -96,7 +100,8 @@ impl ClientError {
             | ClientError::Certificate { .. }
             | ClientError::Proxy { .. }
             | ClientError::Upgrade { .. }
-            | ClientError::Config(_) => true,
+            | ClientError::Config(_)
+            | ClientError::BadServer(_) => true,
             ClientError::Refused { code, .. } => *code != ErrorCode::RESOURCE_EXHAUSTED,
             _ => false,
         }

@@ -5,6 +5,7 @@ mod api;
 mod carriers;
 mod connect;
 mod error;
+mod hello_check;
 mod options;
 mod session;
 
