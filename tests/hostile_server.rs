@@ -25,6 +25,8 @@ async fn fake_server(hello_ok: HelloOk) -> SocketAddr {
         while let Ok((tcp, _)) = listener.accept().await {
             let hello_ok = hello_ok.clone();
             tokio::spawn(async move {
+                // tungstenite's callback type: its error response is large, and unused here.
+                #[allow(clippy::result_large_err)]
                 let pick = |req: &Request, mut resp: Response| {
                     if let Some(p) = req.headers().get("sec-websocket-protocol") {
                         let first = p.to_str().unwrap_or("").split(',').next().unwrap_or("");

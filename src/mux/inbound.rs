@@ -90,12 +90,20 @@ impl MuxState {
                 Ok(())
             }
             Frame::ResponseHead { stream_id, head } => {
-                if let Some(slot) = self.streams.get_mut(&stream_id) {
-                    if slot.reset.is_none() && slot.handles > 0 {
-                        slot.activity.touch();
-                        slot.inbound.push_back(Inbound::Head(head));
-                        slot.wake_all();
+                let refused = match self.streams.get_mut(&stream_id) {
+                    Some(slot) if slot.reset.is_none() && slot.handles > 0 => {
+                        let admitted = slot.admit_head(head.is_final);
+                        if admitted.is_ok() {
+                            slot.activity.touch();
+                            slot.inbound.push_back(Inbound::Head(head));
+                            slot.wake_all();
+                        }
+                        admitted.err()
                     }
+                    _ => None,
+                };
+                if let Some((code, reason)) = refused {
+                    self.reset_stream(stream_id, code, reason);
                 }
                 Ok(())
             }

@@ -11,6 +11,7 @@ mod config;
 mod driver;
 mod error;
 mod flow;
+mod head_limit;
 mod idle;
 mod inbound;
 mod outbox;

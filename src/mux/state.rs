@@ -227,10 +227,22 @@ impl MuxState {
     }
 
     /// Sends a session-level control frame (BIND, BIND_OK, ...) on carrier 0.
+    ///
+    /// A peer that keeps asking (BIND, UNBIND) without reading the answers would grow carrier
+    /// 0's queue without end; past `max_queued_control` the session ends with
+    /// ENHANCE_YOUR_CALM instead.
     pub fn send_control(&mut self, frame: &Frame) -> Result<(), MuxError> {
         self.ensure_open()?;
         let bytes = Self::encode(frame)?;
+        let limit = self.cfg.max_queued_control;
         if let Some(c) = self.carriers.first_mut().filter(|c| c.alive) {
+            if c.priority.len() >= limit {
+                let e = MuxError::Flood(format!(
+                    "more than {limit} answers waiting for the peer to read them"
+                ));
+                self.close(e.code(), &e.to_string());
+                return Err(e);
+            }
             c.priority.push_back(OutFrame::Encoded(bytes));
             c.wake_writer();
         }

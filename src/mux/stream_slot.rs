@@ -67,6 +67,10 @@ pub struct StreamSlot {
     pub bind_id: u32,
     /// Traffic seen since the last idle sweep.
     pub activity: Activity,
+    /// Response heads received (see `head_limit`).
+    pub heads: u8,
+    /// The final response head arrived: no other may follow.
+    pub final_head: bool,
 }
 
 impl StreamSlot {
@@ -88,6 +92,8 @@ impl StreamSlot {
             handles: 1,
             bind_id,
             activity: Activity::default(),
+            heads: 0,
+            final_head: false,
         }
     }
 

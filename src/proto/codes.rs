@@ -108,6 +108,9 @@ pub enum BindErrorCode {
     InvalidPolicy,
     /// *(underpass)* The route is outside the client's scope (`--clients` file).
     ForbiddenRoute,
+    /// *(underpass)* `clientBindRef` is longer than 256 bytes of JSON, so it is not echoed
+    /// (the answer carries `null`).
+    InvalidRef,
     /// A code this build does not know.
     #[serde(other)]
     Other,
@@ -131,6 +134,7 @@ impl BindErrorCode {
             Self::ForbiddenPort => "FORBIDDEN_PORT",
             Self::InvalidPolicy => "INVALID_POLICY",
             Self::ForbiddenRoute => "FORBIDDEN_ROUTE",
+            Self::InvalidRef => "INVALID_REF",
             Self::Other => "OTHER",
         }
     }

@@ -43,6 +43,9 @@ struct Granted {
 
 /// Answers one BIND frame.
 pub async fn bind(state: &Arc<ServerState>, entry: &Arc<SessionEntry>, bind: Bind) -> Frame {
+    if let Some(refused) = oversized_ref(&bind) {
+        return refused;
+    }
     let client_bind_ref = bind.client_bind_ref.clone();
     match try_bind(state, entry, bind).await {
         Ok((bind_id, granted)) => Frame::BindOk(BindOk {
@@ -62,6 +65,25 @@ pub async fn bind(state: &Arc<ServerState>, entry: &Arc<SessionEntry>, bind: Bin
             })
         }
     }
+}
+
+/// Longest `clientBindRef` echoed, as JSON. Other clients send short strings or numbers; a
+/// reference as large as a frame would make every answer as large, and the answers to a peer
+/// that does not read them pile up.
+const MAX_CLIENT_BIND_REF: usize = 256;
+
+/// BIND_ERR `INVALID_REF` (with a `null` reference) for a BIND whose reference is too long.
+fn oversized_ref(bind: &Bind) -> Option<Frame> {
+    let len = serde_json::to_vec(&bind.client_bind_ref).map_or(usize::MAX, |v| v.len());
+    (len > MAX_CLIENT_BIND_REF).then(|| {
+        Frame::BindErr(BindErr {
+            client_bind_ref: serde_json::Value::Null,
+            code: BindErrorCode::InvalidRef,
+            message: format!(
+                "clientBindRef is {len} bytes of JSON; at most {MAX_CLIENT_BIND_REF} are echoed"
+            ),
+        })
+    })
 }
 
 async fn try_bind(
@@ -328,7 +350,12 @@ pub fn release_all(state: &Arc<ServerState>, entry: &Arc<SessionEntry>) {
 }
 
 /// Serves a stream the client opened: only `forward` bindings may do that.
-pub fn serve_client_stream(entry: &Arc<SessionEntry>, mut stream: MuxStream, open: StreamOpen) {
+pub fn serve_client_stream(
+    state: &ServerState,
+    entry: &Arc<SessionEntry>,
+    mut stream: MuxStream,
+    open: StreamOpen,
+) {
     let target = {
         let bindings = entry.bindings();
         bindings
@@ -340,12 +367,27 @@ pub fn serve_client_stream(entry: &Arc<SessionEntry>, mut stream: MuxStream, ope
         stream.reset(ErrorCode::REFUSED_STREAM, "no forward binding with that id");
         return;
     };
+    // The connection is an open file like an accepted one: it needs a permit of the budget,
+    // held until it closes, so rapid opens (and opens reset at once) cannot exhaust the fds.
+    let Ok(permit) = state.admit_local_connection() else {
+        stream.reset(
+            ErrorCode::REFUSED_STREAM,
+            "server connection budget exhausted (--fd-budget)",
+        );
+        return;
+    };
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    tokio::spawn(crate::tcp::connect_and_splice_with(
-        addr,
-        stream,
-        "server-side port",
-        bytes::Bytes::new(),
-        entry.client.usage.throttle().cloned(),
-    ));
+    let throttle = entry.client.usage.throttle().cloned();
+    tokio::spawn(async move {
+        let stream = stream;
+        crate::tcp::connect_and_splice_with(
+            addr,
+            stream,
+            "server-side port",
+            bytes::Bytes::new(),
+            throttle,
+        )
+        .await;
+        drop(permit);
+    });
 }

@@ -61,7 +61,7 @@ async fn serve(state: &Arc<ServerState>, entry: &Arc<SessionEntry>, session: &Se
                 tracing::debug!(session = %entry.id, frame = other.frame_type().name(), "ignoring unexpected control frame");
             }
             SessionEvent::Incoming(stream, open) => {
-                bindings::serve_client_stream(entry, stream, open);
+                bindings::serve_client_stream(state, entry, stream, open);
             }
             SessionEvent::GoAway(goaway) => {
                 tracing::info!(session = %entry.id, code = %goaway.code, message = %goaway.message, "client is going away");

@@ -16,6 +16,7 @@ mod nginx;
 mod outcomes;
 mod process;
 mod raw_http;
+mod raw_peer;
 mod readme;
 mod tinyproxy;
 mod tls;
@@ -44,6 +45,8 @@ pub use self::outcomes::*;
 pub use self::process::*;
 #[allow(unused_imports)]
 pub use self::raw_http::*;
+#[allow(unused_imports)]
+pub use self::raw_peer::*;
 #[allow(unused_imports)]
 pub use self::readme::*;
 #[allow(unused_imports)]
