@@ -9,6 +9,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,7 +24,9 @@ use serde_json::{json, Value};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// chromedriver on a free port; stopped when dropped.
+/// chromedriver on a free port, in a process group of its own with the chromium it starts;
+/// the whole group is killed when dropped (also when a test fails half-way), so no browser
+/// outlives its test.
 struct Driver {
     child: Child,
     url: String,
@@ -32,6 +35,8 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
@@ -53,6 +58,7 @@ async fn driver(name: &str) -> Driver {
     let port = unused_addr().port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -146,13 +152,40 @@ async fn webhook_app() -> (u16, Arc<AtomicUsize>) {
 
 const PUSH: &str = r#"{"event":"push","ref":"refs/heads/main","commits":[{"id":"9f2c1e7","message":"Fix the webhook signature check"}],"pusher":{"name":"octocat"}}"#;
 
-/// Waits until the page shows `n` rows.
-async fn rows(c: &Client, n: usize) -> Vec<fantoccini::elements::Element> {
+/// Waits until the page shows `n` rows; returns their texts. The page re-renders the list on
+/// every change, so an element found may be replaced before it is read: then read again.
+async fn rows(c: &Client, n: usize) -> Vec<String> {
     within(20, async {
         loop {
-            let rows = c.find_all(Locator::Css("#rows .row")).await.unwrap();
-            if rows.len() == n {
-                return rows;
+            if let Ok(found) = c.find_all(Locator::Css("#rows .row")).await {
+                if found.len() == n {
+                    let mut texts = Vec::new();
+                    for row in &found {
+                        match row.text().await {
+                            Ok(text) => texts.push(text),
+                            Err(_) => break,
+                        }
+                    }
+                    if texts.len() == n {
+                        return texts;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+/// Clicks what `at` finds; again when the page replaced it before the click landed (a click
+/// on a replaced element fails and does nothing).
+async fn click(c: &Client, at: Locator<'_>) {
+    within(20, async {
+        loop {
+            if let Ok(el) = c.find(at).await {
+                if el.click().await.is_ok() {
+                    return;
+                }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -235,20 +268,20 @@ async fn the_page_shows_requests_live_pretty_prints_json_and_replays() {
     visit(&t, Method::DELETE, "/api/sessions/42", "").await;
     visit(&t, Method::GET, "/missing", "").await;
     let shown = rows(&c, 6).await;
-    let newest = shown[0].text().await.unwrap();
+    let newest = &shown[0];
     assert!(
         newest.contains("/missing") && newest.contains("404"),
         "{newest}"
     );
 
     // Open the webhook: its JSON body is pretty-printed.
-    let hook_row = c
-        .find(Locator::XPath(
+    click(
+        &c,
+        Locator::XPath(
             "//li[contains(@class,'row')][.//span[@class='path' and text()='/webhooks/github']]",
-        ))
-        .await
-        .unwrap();
-    hook_row.click().await.unwrap();
+        ),
+    )
+    .await;
     text_of(&c, "#d-path", "/webhooks/github").await;
     let pretty = text_of(
         &c,
@@ -271,23 +304,18 @@ async fn the_page_shows_requests_live_pretty_prints_json_and_replays() {
         !detail.contains("null") && !detail.contains("undefined"),
         "{detail}"
     );
-    let key = c
-        .find(Locator::Css(
-            ".body-card[data-side=\"request\"] pre.json .tok-key",
-        ))
-        .await
-        .unwrap();
-    assert_eq!(key.text().await.unwrap(), "\"event\"");
+    let key = text_of(
+        &c,
+        ".body-card[data-side=\"request\"] pre.json .tok-key",
+        "event",
+    )
+    .await;
+    assert_eq!(key, "\"event\"", "keys are coloured");
     screenshot(&c, "inspector-light.png").await;
 
     // Replay: the app is hit again and a new row, marked as a replay, appears.
     assert_eq!(hooks.load(Ordering::SeqCst), 1);
-    c.find(Locator::Id("replay"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("replay")).await;
     let shown = rows(&c, 7).await;
     within(20, async {
         while hooks.load(Ordering::SeqCst) < 2 {
@@ -295,19 +323,14 @@ async fn the_page_shows_requests_live_pretty_prints_json_and_replays() {
         }
     })
     .await;
-    let replayed = shown[0].text().await.unwrap();
+    let replayed = &shown[0];
     assert!(
         replayed.contains("/webhooks/github") && replayed.contains("replay"),
         "{replayed}"
     );
     // The page moved to the replay, whose answer it shows.
     text_of(&c, ".d-meta", "replay of").await;
-    c.find(Locator::Id("tab-response"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("tab-response")).await;
     text_of(
         &c,
         ".body-card[data-side=\"response\"] pre.json",
@@ -319,7 +342,7 @@ async fn the_page_shows_requests_live_pretty_prints_json_and_replays() {
     let status = c.find(Locator::Id("f-status")).await.unwrap();
     status.select_by_value("4").await.unwrap();
     let filtered = rows(&c, 1).await;
-    assert!(filtered[0].text().await.unwrap().contains("/missing"));
+    assert!(filtered[0].contains("/missing"), "{filtered:?}");
     status.select_by_value("").await.unwrap();
     c.find(Locator::Id("f-path"))
         .await
@@ -330,12 +353,7 @@ async fn the_page_shows_requests_live_pretty_prints_json_and_replays() {
     rows(&c, 1).await;
 
     // Clear empties the page and the API.
-    c.find(Locator::Id("clear"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("clear")).await;
     rows(&c, 0).await;
     let list = api_get(t.inspect, "/api/requests/http").await;
     assert!(list["requests"].as_array().unwrap().is_empty());
@@ -360,7 +378,7 @@ async fn edit_and_replay_from_the_page_and_the_dark_theme() {
     )
     .await;
     c.goto(&format!("http://{}/", t.inspect)).await.unwrap();
-    let shown = rows(&c, 3).await;
+    rows(&c, 3).await;
     let background = c
         .execute(
             "return getComputedStyle(document.body).backgroundColor",
@@ -369,7 +387,8 @@ async fn edit_and_replay_from_the_page_and_the_dark_theme() {
         .await
         .unwrap();
     assert_eq!(background, "rgb(14, 17, 23)", "dark theme background");
-    shown[1].click().await.unwrap();
+    // Newest first: the webhook is the second row.
+    click(&c, Locator::Css("#rows .row:nth-child(2)")).await;
     text_of(
         &c,
         ".body-card[data-side=\"request\"] pre.json",
@@ -378,12 +397,7 @@ async fn edit_and_replay_from_the_page_and_the_dark_theme() {
     .await;
     screenshot(&c, "inspector-dark.png").await;
 
-    c.find(Locator::Id("edit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("edit")).await;
     let method = c.find(Locator::Id("e-method")).await.unwrap();
     method.clear().await.unwrap();
     method.send_keys("PUT").await.unwrap();
@@ -393,14 +407,9 @@ async fn edit_and_replay_from_the_page_and_the_dark_theme() {
     let body = c.find(Locator::Id("e-body")).await.unwrap();
     body.clear().await.unwrap();
     body.send_keys(r#"{"edited":true}"#).await.unwrap();
-    c.find(Locator::Id("e-send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("e-send")).await;
     let shown = rows(&c, 4).await;
-    let newest = shown[0].text().await.unwrap();
+    let newest = &shown[0];
     assert!(
         newest.contains("PUT") && newest.contains("/webhooks/edited"),
         "{newest}"
