@@ -427,3 +427,49 @@ async fn edit_and_replay_from_the_page_and_the_dark_theme() {
     );
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_streaming_answer_grows_in_the_open_detail() {
+    // An SSE app whose events the test sends one at a time, the stream staying open between.
+    let feed: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Bytes>>>> = Arc::default();
+    let slot = feed.clone();
+    let app = common::app(move |_req| {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        *slot.lock().unwrap() = Some(tx);
+        async move {
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(http_body_util::BodyExt::boxed(ChanBody(rx)))
+                .unwrap()
+        }
+    })
+    .await;
+    let t = inspected(app, &[]).await;
+    let mut live = get_live(t.addr, HOOK_HOST, "/events").await;
+    let send = |event: &'static str| {
+        let tx = feed
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the app got the request");
+        async move { tx.send(Bytes::from_static(event.as_bytes())).await.unwrap() }
+    };
+    send("data: first\n\n").await;
+    assert_eq!(next_chunk(live.body_mut()).await, "data: first\n\n");
+
+    let d = driver("stream").await;
+    let c = browser(&d, &[]).await;
+    c.goto(&format!("http://{}/", t.inspect)).await.unwrap();
+    rows(&c, 1).await;
+    click(&c, Locator::Css("#rows .row")).await;
+    click(&c, Locator::Id("tab-response")).await;
+    text_of(&c, ".body-card[data-side=\"response\"] pre", "data: first").await;
+    // No event announces a chunk: the open detail looks again by itself while it streams.
+    send("data: second\n\n").await;
+    assert_eq!(next_chunk(live.body_mut()).await, "data: second\n\n");
+    let body = text_of(&c, ".body-card[data-side=\"response\"] pre", "data: second").await;
+    assert!(body.contains("data: first"), "{body}");
+    text_of(&c, ".body-card[data-side=\"response\"]", "Still streaming").await;
+    feed.lock().unwrap().take();
+    c.close().await.unwrap();
+}

@@ -303,6 +303,9 @@
     }
     const parts = [head, state.editing ? editCard(d) : null, tabs, ...cards];
     $('detail').replaceChildren(...parts.filter((p) => p != null));
+    // A streaming body (SSE, a download) grows without events: look again each second.
+    clearTimeout(state.liveTimer);
+    if (running) state.liveTimer = setTimeout(() => { if (state.selected === d.id) queueDetail(); }, 1000);
   }
 
   function headersCard(headers) {
