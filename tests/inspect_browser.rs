@@ -9,7 +9,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,19 +23,39 @@ use serde_json::{json, Value};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// chromedriver on a free port, in a process group of its own with the chromium it starts;
-/// the whole group is killed when dropped (also when a test fails half-way), so no browser
-/// outlives its test.
+/// chromedriver on a free port. When dropped (also when a test fails half-way) the chromium it
+/// started is killed by its id, then chromedriver: a browser must not outlive its test, and
+/// chromedriver killed first leaves it running.
 struct Driver {
     child: Child,
     url: String,
     profile: std::path::PathBuf,
 }
 
+/// The processes `pid` started (from `/proc/PID/task/*/children`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        // chromium's main process; its zygotes, renderers and crash handlers end with it.
+        for browser in children_of(self.child.id()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &browser.to_string()])
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
@@ -58,7 +77,6 @@ async fn driver(name: &str) -> Driver {
     let port = unused_addr().port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
-        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
