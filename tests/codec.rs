@@ -143,6 +143,18 @@ fn every_frame() -> Vec<Frame> {
             bind_id: 3,
             reason: "takeover".into(),
         }),
+        Frame::TicketRequest(TicketRequest {
+            index: 2,
+            received_bytes: Some(1 << 20),
+        }),
+        Frame::Ticket(CarrierTicket {
+            index: 2,
+            nonce: Some("n0nce".into()),
+            expires_in_ms: Some(30_000),
+            error: None,
+            received_bytes: Some(12),
+        }),
+        Frame::Ticket(CarrierTicket::refused(5, "INVALID_INDEX", "no carrier 5")),
     ]
 }
 

@@ -46,6 +46,8 @@ pub fn encode_frame(frame: &Frame, out: &mut BytesMut) -> Result<(), EncodeError
         Frame::ResponseHead { head, .. } => put_json(out, ty, sid, head),
         Frame::GoAway(m) => put_json(out, ty, sid, m),
         Frame::BindRevoked(m) => put_json(out, ty, sid, m),
+        Frame::TicketRequest(m) => put_json(out, ty, sid, m),
+        Frame::Ticket(m) => put_json(out, ty, sid, m),
     }
 }
 
@@ -190,6 +192,8 @@ fn decode_payload(code: u8, sid: u32, payload: Bytes) -> Result<Option<Frame>, D
         }
         FrameType::GoAway => Frame::GoAway(json(ty, &payload)?),
         FrameType::BindRevoked => Frame::BindRevoked(json(ty, &payload)?),
+        FrameType::TicketRequest => Frame::TicketRequest(json(ty, &payload)?),
+        FrameType::Ticket => Frame::Ticket(json(ty, &payload)?),
     };
     Ok(Some(frame))
 }

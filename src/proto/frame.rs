@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::messages::*;
+use super::tickets::{CarrierTicket, TicketRequest};
 use super::ErrorCode;
 
 /// Frame type codes from PROTOCOL.md.
@@ -51,6 +52,10 @@ pub enum FrameType {
     GoAway = 0x30,
     /// 0x40 (extension range)
     BindRevoked = 0x40,
+    /// 0x41 (extension range, underpass)
+    TicketRequest = 0x41,
+    /// 0x42 (extension range, underpass)
+    Ticket = 0x42,
 }
 
 impl FrameType {
@@ -79,6 +84,8 @@ impl FrameType {
             0x21 => Pong,
             0x30 => GoAway,
             0x40 => BindRevoked,
+            0x41 => TicketRequest,
+            0x42 => Ticket,
             _ => return None,
         })
     }
@@ -113,6 +120,8 @@ impl FrameType {
             Pong => "PONG",
             GoAway => "GOAWAY",
             BindRevoked => "BIND_REVOKED",
+            TicketRequest => "TICKET_REQUEST",
+            Ticket => "TICKET",
         }
     }
 }
@@ -192,6 +201,10 @@ pub enum Frame {
     GoAway(GoAway),
     /// BIND_REVOKED.
     BindRevoked(BindRevoked),
+    /// TICKET_REQUEST *(underpass)*.
+    TicketRequest(TicketRequest),
+    /// TICKET *(underpass)*.
+    Ticket(CarrierTicket),
 }
 
 impl Frame {
@@ -220,6 +233,8 @@ impl Frame {
             Frame::Pong(_) => T::Pong,
             Frame::GoAway(_) => T::GoAway,
             Frame::BindRevoked(_) => T::BindRevoked,
+            Frame::TicketRequest(_) => T::TicketRequest,
+            Frame::Ticket(_) => T::Ticket,
         }
     }
 

@@ -6,12 +6,14 @@ mod codec;
 mod codes;
 mod frame;
 mod messages;
+mod tickets;
 mod version;
 
 pub use codec::{decode_message, encode_frame, FrameDecoder};
 pub use codes::{BindErrorCode, ErrorCode};
 pub use frame::{Frame, FrameType};
 pub use messages::*;
+pub use tickets::{CarrierTicket, TicketError, TicketRequest};
 pub use version::{negotiate_connections, ProtocolVersion, SUBPROTOCOLS};
 
 /// Length of the fixed frame header: `type: u8`, `stream_id: u32`, `length: u32`, big-endian.
