@@ -4,11 +4,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::client::{Binding, ClientError, ClientOptions, ClientSession};
+use crate::client::{Backoff, Binding, ClientError, ClientOptions, ClientSession};
 
-/// Backoff between reconnect attempts: 1 s doubling to 30 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs((1u64 << attempt.min(5)).min(30))
+/// Backoff between reconnect attempts: about 1 s doubling to 30 s.
+fn reconnect_backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(30))
 }
 
 /// Runs `bind` on every fresh session until a permanent error or Ctrl-C. `bind` gets the session
@@ -18,7 +18,7 @@ where
     F: FnMut(ClientSession, bool) -> Fut,
     Fut: Future<Output = Result<Vec<Binding>, ClientError>>,
 {
-    let mut attempt = 0u32;
+    let mut backoff = reconnect_backoff();
     let mut first = true;
     // One listener for the whole run: a Ctrl-C that comes while binding (between two selects)
     // is kept for the next one instead of being lost.
@@ -33,9 +33,8 @@ where
             Ok(s) => s,
             Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
-                let wait = backoff(attempt);
-                tracing::warn!(error = %e, "cannot connect; retrying in {}s", wait.as_secs());
-                attempt += 1;
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, "cannot connect; retrying in {:.1}s", wait.as_secs_f64());
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue,
                     _ = &mut ctrl_c => return Ok(()),
@@ -53,7 +52,7 @@ where
             tracing::info!("reconnected");
         }
         first = false;
-        attempt = 0;
+        backoff.reset();
         // Serve until the session ends for good; a dropped connection is resumed first, which
         // keeps every binding as it was.
         loop {
@@ -101,7 +100,8 @@ const RESUME_WINDOW: Duration = Duration::from_secs(60);
 /// server may still hold the session.
 async fn resume(session: &ClientSession, opts: &ClientOptions) -> Result<(), ClientError> {
     let started = tokio::time::Instant::now();
-    let mut attempt = 0;
+    // Short first waits: a blip is usually over in a second or two.
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(4));
     loop {
         match session.resume(opts).await {
             Ok(()) => return Ok(()),
@@ -109,10 +109,8 @@ async fn resume(session: &ClientSession, opts: &ClientOptions) -> Result<(), Cli
             Err(e) if e.is_permanent() => return Err(e),
             Err(e) if started.elapsed() >= RESUME_WINDOW => return Err(e),
             Err(e) => {
-                // Short first waits: a blip is usually over in a second or two.
-                let wait = Duration::from_millis(250 << attempt.min(4)).min(backoff(attempt));
+                let wait = backoff.next_wait();
                 tracing::warn!(error = %e, "resume failed; retrying in {}ms", wait.as_millis());
-                attempt += 1;
                 tokio::time::sleep(wait).await;
             }
         }

@@ -127,6 +127,8 @@ async fn open(
     let cfg = MuxConfig {
         stream_window: ok.stream_window,
         session_window: ok.session_window,
+        ping_after: opts.ping_interval,
+        pong_timeout: opts.pong_timeout,
         ..MuxConfig::new(Role::Client)
     };
     let session = Session::start(cfg, carrier);
@@ -136,7 +138,9 @@ async fn open(
         .map(|t| join(opts, ok.session_id.clone(), t));
     for (index, result) in futures_util::future::join_all(joins).await {
         match result {
-            Ok(carrier) => session.attach_carrier(index as usize, carrier),
+            Ok(carrier) => {
+                session.attach_carrier(index as usize, carrier);
+            }
             Err(e) => {
                 tracing::warn!(index, error = %e, "extra carrier failed to join; continuing with fewer")
             }
@@ -145,7 +149,8 @@ async fn open(
     Ok((session, ok))
 }
 
-async fn join(
+/// Dials one extra carrier and JOINs it with `ticket`.
+pub(super) async fn join(
     opts: &ClientOptions,
     session_id: String,
     ticket: JoinTicket,
@@ -161,7 +166,10 @@ async fn join(
         send(&mut carrier, &frame).await?;
         match first_frame(&mut carrier, opts, false).await? {
             Frame::JoinOk(_) => Ok(carrier),
-            Frame::JoinErr(e) => Err(ClientError::Handshake(format!("{}: {}", e.code, e.message))),
+            Frame::JoinErr(e) => Err(ClientError::JoinRefused {
+                code: e.code,
+                message: e.message,
+            }),
             other => Err(ClientError::Handshake(format!(
                 "expected JOIN_OK, got {}",
                 other.frame_type().name()

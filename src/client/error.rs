@@ -69,6 +69,14 @@ pub enum ClientError {
     /// carriers granted, a window of 0, ...): talking to it again would not help.
     #[error("the server at the other end is not speaking the protocol: {0}")]
     BadServer(String),
+    /// The server refused an extra carrier (JOIN_ERR).
+    #[error("the server refused the carrier ({code}): {message}")]
+    JoinRefused {
+        /// JOIN_ERR code, e.g. `INVALID_TICKET`.
+        code: String,
+        /// Server's message.
+        message: String,
+    },
     /// A binding was refused.
     #[error("{code}: {message}")]
     Bind {

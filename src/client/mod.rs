@@ -2,14 +2,17 @@
 //! server opens, and open streams for `forward` bindings.
 
 mod api;
+mod backoff;
 mod carriers;
 mod connect;
 mod error;
 mod hello_check;
 mod options;
+mod redial;
 mod session;
 
 pub use api::{serve, HttpExpose, TcpExpose};
+pub use backoff::Backoff;
 pub use connect::connect as connect_session;
 pub use error::ClientError;
 pub use options::ClientOptions;

@@ -24,12 +24,18 @@ pub struct ClientOptions {
     /// How carriers are dialed: by default the built-in WebSocket or QUIC transport the URL
     /// names, set up by [`trust`](Self::trust) and [`proxy`](Self::proxy).
     pub transport: Arc<dyn Transport>,
-    /// How long to wait for HELLO_OK / JOIN_OK.
+    /// How long to wait for HELLO_OK / JOIN_OK, and for a TICKET before concluding that the
+    /// server does not re-admit lost carriers.
     pub handshake_timeout: Duration,
     /// The built-in transport behind `transport`, when it is one (for [`check`](Self::check)).
     built_in: Option<Arc<BuiltIn>>,
     trust: ServerTrust,
     proxy: EgressProxy,
+    /// PING a carrier after this long without receiving anything on it.
+    pub ping_interval: Duration,
+    /// Give a carrier up when its PING is unanswered this long (carrier 0: the session is
+    /// resumed; another: it is re-dialled).
+    pub pong_timeout: Duration,
 }
 
 impl std::fmt::Debug for ClientOptions {
@@ -60,12 +66,22 @@ impl ClientOptions {
             built_in: Some(built_in),
             trust: ServerTrust::System,
             proxy: EgressProxy::Direct,
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(60),
         }
     }
 
     /// Sets the number of carriers (1 = protocol v1).
     pub fn connections(mut self, n: u32) -> Self {
         self.connections = n.max(1);
+        self
+    }
+
+    /// Sets the keepalive: PING after `interval` of silence, give the carrier up after
+    /// `timeout` without PONG.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.ping_interval = interval;
+        self.pong_timeout = timeout;
         self
     }
 

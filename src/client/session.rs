@@ -13,6 +13,7 @@ use tokio::sync::{oneshot, watch};
 use super::connect::connect;
 use super::error::ClientError;
 use super::options::ClientOptions;
+use super::redial::Redial;
 use crate::http::local::{serve_stream, LocalService};
 use crate::http::tap::Tap;
 use crate::mux::{MuxStream, Session, SessionEvent};
@@ -167,6 +168,7 @@ impl ClientSession {
     /// Connects (HELLO, then JOIN for each extra carrier) and starts answering streams.
     pub async fn connect(opts: &ClientOptions) -> Result<Self, ClientError> {
         let (session, hello) = connect(opts).await?;
+        let redial = Redial::start(&session, &hello, opts);
         let (revoked_tx, _) = watch::channel(0);
         let client = Self {
             inner: Arc::new(Inner {
@@ -180,7 +182,12 @@ impl ClientSession {
                 revoked_tx,
             }),
         };
-        tokio::spawn(event_loop(session, 0, Arc::downgrade(&client.inner)));
+        tokio::spawn(event_loop(
+            session,
+            0,
+            Arc::downgrade(&client.inner),
+            redial,
+        ));
         Ok(client)
     }
 
@@ -196,6 +203,7 @@ impl ClientSession {
                 "the server opened a new session instead".into(),
             ));
         }
+        let redial = Redial::start(&session, &hello, opts);
         let generation = {
             let mut c = self.inner.current();
             c.generation += 1;
@@ -203,7 +211,12 @@ impl ClientSession {
             c.hello = hello;
             c.generation
         };
-        tokio::spawn(event_loop(session, generation, Arc::downgrade(&self.inner)));
+        tokio::spawn(event_loop(
+            session,
+            generation,
+            Arc::downgrade(&self.inner),
+            redial,
+        ));
         Ok(())
     }
 
@@ -371,10 +384,10 @@ fn reference_of(value: &Value) -> String {
 
 /// Answers the events of one mux of the session. Holds the session state weakly so that
 /// dropping every handle ends the session instead of keeping it alive from here.
-async fn event_loop(session: Session, generation: u64, weak: Weak<Inner>) {
+async fn event_loop(session: Session, generation: u64, weak: Weak<Inner>, redial: Arc<Redial>) {
     while let Some(event) = session.next_event().await {
         let Some(inner) = weak.upgrade() else { break };
-        handle_event(&inner, event);
+        handle_event(&inner, &redial, event);
     }
     // Anyone still waiting for a BIND answer learns that the session is gone, unless a resume
     // already moved the session to a newer mux.
@@ -385,7 +398,7 @@ async fn event_loop(session: Session, generation: u64, weak: Weak<Inner>) {
     }
 }
 
-fn handle_event(inner: &Inner, event: SessionEvent) {
+fn handle_event(inner: &Inner, redial: &Redial, event: SessionEvent) {
     match event {
         SessionEvent::Incoming(stream, open) => {
             let (handler, tap) = {
@@ -419,7 +432,14 @@ fn handle_event(inner: &Inner, event: SessionEvent) {
             }
             inner.revoked_tx.send_modify(|n| *n += 1);
         }
+        SessionEvent::Control(Frame::Ticket(ticket)) => redial.ticket(ticket),
         SessionEvent::Control(_) => {}
+        SessionEvent::CarrierLost { index, cause } => {
+            if index != 0 {
+                tracing::warn!(carrier = index, cause, "carrier lost; re-dialling it");
+            }
+            redial.carrier_lost(index);
+        }
         SessionEvent::GoAway(g) => {
             tracing::warn!(code = %g.code, message = %g.message, "server is ending the session");
         }

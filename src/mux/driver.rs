@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use underpass_transports::{Carrier, CarrierInfo, CarrierRx, CarrierTx};
 
+use super::carrier_tasks::CarrierTasks;
 use super::config::MuxConfig;
 use super::error::MuxError;
 use super::outbox::Batch;
@@ -24,6 +25,7 @@ pub(crate) struct Shared {
     closed_tx: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     carriers: Mutex<Vec<CarrierInfo>>,
+    carrier_tasks: CarrierTasks,
 }
 
 impl Shared {
@@ -32,15 +34,19 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on the state, then publishes a session end if `f` caused one.
+    /// Runs `f` on the state, then publishes a session end if `f` caused one and stops the
+    /// tasks of carriers `f` lost.
     fn update<R>(&self, f: impl FnOnce(&mut MuxState) -> R) -> R {
-        let (r, closed) = {
+        let (r, closed, lost) = {
             let mut st = self.lock();
             let r = f(&mut st);
-            (r, st.closed().is_some())
+            (r, st.closed().is_some(), st.take_newly_lost())
         };
         if closed {
             self.closed_tx.send_replace(true);
+        }
+        for (index, attachment) in lost {
+            self.carrier_tasks.stop(index, attachment);
         }
         r
     }
@@ -55,6 +61,14 @@ pub enum SessionEvent {
     Control(Frame),
     /// The peer is ending the session.
     GoAway(GoAway),
+    /// A carrier of the running session went away; streams pinned to it were reset. Carrier 0
+    /// takes the session with it.
+    CarrierLost {
+        /// Its index.
+        index: usize,
+        /// What ended it (a read error, the peer's close, a missing PONG), for logs.
+        cause: String,
+    },
 }
 
 /// A running mux session. Cheap to clone; every clone drives the same session.
@@ -85,9 +99,11 @@ impl Session {
                 closed_tx,
                 tasks: Mutex::new(Vec::new()),
                 carriers: Mutex::new(Vec::new()),
+                carrier_tasks: CarrierTasks::default(),
             }),
         };
-        session.spawn_carrier(0, carrier0);
+        let first = session.shared.lock().carrier_attachment(0);
+        session.spawn_carrier(0, first, carrier0);
         let keepalive = tokio::spawn(keepalive_loop(session.shared.clone(), tick));
         session.push_task(keepalive);
         session
@@ -101,7 +117,7 @@ impl Session {
             .push(task);
     }
 
-    fn spawn_carrier(&self, index: usize, carrier: Carrier) {
+    fn spawn_carrier(&self, index: usize, attachment: u64, carrier: Carrier) {
         {
             let mut infos = self
                 .shared
@@ -113,17 +129,49 @@ impl Session {
             }
             infos[index] = carrier.info.clone();
         }
-        let reader = tokio::spawn(read_loop(self.shared.clone(), index, carrier.rx));
-        let writer = tokio::spawn(write_loop(self.shared.clone(), index, carrier.tx));
-        self.push_task(reader);
-        self.push_task(writer);
+        let reader = tokio::spawn(read_loop(
+            self.shared.clone(),
+            index,
+            attachment,
+            carrier.rx,
+        ));
+        let writer = tokio::spawn(write_loop(
+            self.shared.clone(),
+            index,
+            attachment,
+            carrier.tx,
+        ));
+        self.shared.carrier_tasks.set(
+            index,
+            attachment,
+            reader.abort_handle(),
+            writer.abort_handle(),
+        );
     }
 
-    /// Adds carrier `index` (a v2 JOIN that was accepted, or the client's extra dial).
-    pub fn attach_carrier(&self, index: usize, carrier: Carrier) {
-        self.shared
+    /// Adds carrier `index` (a v2 JOIN that was accepted, or the client's extra dial), also in
+    /// place of a lost one; new streams may be pinned to it at once. Returns the slot's
+    /// attachment number: 1 for its first carrier, more for a re-join.
+    pub fn attach_carrier(&self, index: usize, carrier: Carrier) -> u64 {
+        let attachment = self
+            .shared
             .update(|st| st.add_carrier(index, Instant::now()));
-        self.spawn_carrier(index, carrier);
+        self.spawn_carrier(index, attachment, carrier);
+        attachment
+    }
+
+    /// Gives up carrier `index` now, as if its connection had dropped (the peer said it lost
+    /// it): its streams are reset and its tasks stop.
+    pub fn drop_carrier(&self, index: usize, cause: &str) {
+        self.shared
+            .update(|st| st.carrier_lost_because(index, cause));
+    }
+
+    /// Takes back the session credit that died with lost carrier `index`, given the DATA bytes
+    /// the peer says it received on it (see [`MuxState::settle_lost_carrier`]).
+    pub fn settle_lost_carrier(&self, index: usize, peer_received: u64) -> Option<u64> {
+        self.shared
+            .update(|st| st.settle_lost_carrier(index, peer_received))
     }
 
     /// Opens a stream to the peer.
@@ -141,6 +189,7 @@ impl Session {
             }
             MuxEvent::Control(frame) => SessionEvent::Control(frame),
             MuxEvent::GoAway(g) => SessionEvent::GoAway(g),
+            MuxEvent::CarrierLost { index, cause } => SessionEvent::CarrierLost { index, cause },
         })
     }
 
@@ -217,6 +266,7 @@ impl Session {
         {
             t.abort();
         }
+        self.shared.carrier_tasks.stop_all();
     }
 }
 
@@ -229,7 +279,7 @@ fn decode_error_code(e: &DecodeError) -> ErrorCode {
     }
 }
 
-async fn read_loop(shared: Arc<Shared>, index: usize, mut rx: Box<dyn CarrierRx>) {
+async fn read_loop(shared: Arc<Shared>, index: usize, attachment: u64, mut rx: Box<dyn CarrierRx>) {
     let mut closed = shared.closed_tx.subscribe();
     loop {
         let received = tokio::select! {
@@ -248,6 +298,10 @@ async fn read_loop(shared: Arc<Shared>, index: usize, mut rx: Box<dyn CarrierRx>
                 };
                 let now = Instant::now();
                 let failed = shared.update(|st| {
+                    if !st.carrier_current(index, attachment) {
+                        // Given up (PONG overdue, replaced): what still arrives is not counted.
+                        return None;
+                    }
                     for frame in frames {
                         if let Err(e) = st.handle_frame(index, frame, now) {
                             st.close(e.code(), &e.to_string());
@@ -262,17 +316,34 @@ async fn read_loop(shared: Arc<Shared>, index: usize, mut rx: Box<dyn CarrierRx>
                 }
             }
             Ok(None) | Err(_) => {
-                shared.update(|st| st.carrier_lost(index));
+                let cause = match &received {
+                    Err(e) => format!("read failed: {e}"),
+                    _ => "closed by the peer".to_string(),
+                };
+                shared.update(|st| {
+                    if st.carrier_current(index, attachment) {
+                        st.carrier_lost_because(index, &cause);
+                    }
+                });
                 return;
             }
         }
     }
 }
 
-async fn write_loop(shared: Arc<Shared>, index: usize, mut tx: Box<dyn CarrierTx>) {
+async fn write_loop(
+    shared: Arc<Shared>,
+    index: usize,
+    attachment: u64,
+    mut tx: Box<dyn CarrierTx>,
+) {
     loop {
         let batch = poll_fn(|cx| {
             let mut st = shared.lock();
+            if st.carrier_attachment(index) != attachment {
+                // A new carrier took the slot: its frames are not ours to send.
+                return Poll::Ready(None);
+            }
             let mut batch = Batch::default();
             st.pop_batch(index, &mut batch);
             if !batch.is_empty() {
@@ -285,8 +356,13 @@ async fn write_loop(shared: Arc<Shared>, index: usize, mut tx: Box<dyn CarrierTx
         })
         .await;
         let Some(batch) = batch else { break };
-        if tx.send_parts(batch.into_parts()).await.is_err() {
-            shared.update(|st| st.carrier_lost(index));
+        if let Err(e) = tx.send_parts(batch.into_parts()).await {
+            let cause = format!("write failed: {e}");
+            shared.update(|st| {
+                if st.carrier_current(index, attachment) {
+                    st.carrier_lost_because(index, &cause);
+                }
+            });
             break;
         }
     }
@@ -303,9 +379,9 @@ async fn keepalive_loop(shared: Arc<Shared>, tick: Duration) {
             _ = closed.wait_for(|c| *c) => return,
         }
         shared.update(|st| {
+            let cause = format!("no PONG within {:?}", st.config().pong_timeout);
             for dead in st.keepalive(Instant::now()) {
-                tracing::warn!(carrier = dead, "no PONG in time; closing carrier");
-                st.carrier_lost(dead);
+                st.carrier_lost_because(dead, &cause);
             }
         });
     }

@@ -38,7 +38,12 @@ impl MuxState {
             return Ok(());
         }
         match frame {
-            Frame::Data { stream_id, data } => self.on_data(stream_id, data),
+            Frame::Data { stream_id, data } => {
+                if let Some(c) = self.carriers.get_mut(carrier) {
+                    c.life.data_received += data.len() as u64;
+                }
+                self.on_data(stream_id, data)
+            }
             Frame::StreamOpen { stream_id, open } => {
                 // Ids rise per carrier; across carriers opens may overtake each other.
                 let last = self.carriers.get(carrier).map_or(0, |c| c.last_peer_id);

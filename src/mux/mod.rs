@@ -7,6 +7,8 @@
 //! `AsyncRead`/`AsyncWrite`, and a keepalive timer.
 
 mod bind_traffic;
+mod carrier_life;
+mod carrier_tasks;
 mod config;
 mod driver;
 mod error;
@@ -22,6 +24,7 @@ mod stream_slot;
 mod transmit;
 
 pub use bind_traffic::{BindTraffic, TrafficByBinding};
+pub use carrier_life::CarrierLife;
 pub use config::{MuxConfig, Role};
 pub use driver::{Session, SessionEvent};
 pub use error::MuxError;

@@ -85,6 +85,8 @@ pub struct CarrierSlot {
     pub rtt: Option<Duration>,
     /// Highest stream id the peer opened on this carrier (ids rise per carrier).
     pub last_peer_id: u32,
+    /// Which attachment of the slot this is and what it moved (re-joins, lost-credit settling).
+    pub life: super::carrier_life::CarrierLife,
 }
 
 impl CarrierSlot {
@@ -100,6 +102,7 @@ impl CarrierSlot {
             ping_outstanding: None,
             rtt: None,
             last_peer_id: 0,
+            life: super::carrier_life::CarrierLife::first(),
         }
     }
 

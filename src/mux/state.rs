@@ -30,6 +30,13 @@ pub enum MuxEvent {
     Control(Frame),
     /// The peer announced the end of the session.
     GoAway(GoAway),
+    /// A carrier of the running session went away (carrier 0: the session ends with it).
+    CarrierLost {
+        /// Its index.
+        index: usize,
+        /// What ended it, for logs.
+        cause: String,
+    },
 }
 
 /// Counters for metrics and tests.
@@ -69,6 +76,8 @@ pub struct MuxState {
     /// A carrier's priority queue outgrew `max_queued_control`: the peer asks for answers
     /// faster than it reads them.
     pub(super) control_backlog: bool,
+    /// Carriers lost since the driver last looked (index, attachment), so it stops their tasks.
+    pub(super) newly_lost: Vec<(usize, u64)>,
 }
 
 impl MuxState {
@@ -92,6 +101,7 @@ impl MuxState {
             stats: MuxStats::default(),
             bind_traffic: TrafficByBinding::default(),
             control_backlog: false,
+            newly_lost: Vec::new(),
         }
     }
 
@@ -166,14 +176,29 @@ impl MuxState {
         self.carriers.get(carrier).is_some_and(|c| c.alive)
     }
 
-    /// Registers carrier `index` (v2 JOIN). Gaps are filled with dead slots.
-    pub fn add_carrier(&mut self, index: usize, now: Instant) {
+    /// Registers carrier `index` (v2 JOIN, or a re-join after a loss). Gaps are filled with
+    /// dead slots. Returns the attachment number of the slot: 1 for its first carrier, more for
+    /// one that replaced a lost carrier.
+    pub fn add_carrier(&mut self, index: usize, now: Instant) -> u64 {
         while self.carriers.len() <= index {
             let mut slot = CarrierSlot::new(now);
             slot.alive = false;
+            slot.life = Default::default();
             self.carriers.push(slot);
         }
-        self.carriers[index] = CarrierSlot::new(now);
+        if self.carriers[index].alive {
+            self.carrier_lost_because(index, "replaced by a new carrier");
+        }
+        let old = &self.carriers[index];
+        let mut slot = CarrierSlot::new(now);
+        slot.life = old.life.next();
+        // Streams of the lost carrier that wait for their handles to go still count here, and
+        // the peer's stream ids keep rising on this index.
+        slot.active_streams = old.active_streams;
+        slot.last_peer_id = old.last_peer_id;
+        let attachment = slot.life.attachment;
+        self.carriers[index] = slot;
+        attachment
     }
 
     pub(super) fn ensure_open(&self) -> Result<(), MuxError> {
@@ -286,6 +311,12 @@ impl MuxState {
     /// A carrier went away. Losing carrier 0 ends the session; losing another resets only the
     /// streams pinned to it.
     pub fn carrier_lost(&mut self, carrier: usize) {
+        self.carrier_lost_because(carrier, "carrier lost");
+    }
+
+    /// [`carrier_lost`](Self::carrier_lost), with what ended it: the owner gets
+    /// [`MuxEvent::CarrierLost`] with `cause` while the session runs.
+    pub fn carrier_lost_because(&mut self, carrier: usize, cause: &str) {
         let Some(c) = self.carriers.get_mut(carrier) else {
             return;
         };
@@ -296,6 +327,14 @@ impl MuxState {
         c.priority.clear();
         c.ready.clear();
         c.wake_writer();
+        self.newly_lost.push((carrier, c.life.attachment));
+        if self.closed.is_none() && self.events.len() < self.cfg.max_pending_events {
+            self.events.push_back(MuxEvent::CarrierLost {
+                index: carrier,
+                cause: cause.to_string(),
+            });
+            self.wake_events();
+        }
         if carrier == 0 {
             self.lost_carrier0 = self.closed.is_none();
             self.shutdown(ErrorCode::CANCEL, "session carrier closed");

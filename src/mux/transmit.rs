@@ -37,6 +37,7 @@ impl MuxState {
             if let Some(f) = slot.outbox.pop_front() {
                 let len = f.data_len() as u64;
                 self.stats.data_bytes_sent += len;
+                c.life.data_sent += len;
                 if len > 0 {
                     self.bind_traffic.entry(slot.bind_id).bytes_sent += len;
                 }

@@ -16,6 +16,8 @@ pub struct Counters {
     resumes: AtomicU64,
     takeovers: AtomicU64,
     protocol_errors: AtomicU64,
+    carriers_lost: AtomicU64,
+    carriers_rejoined: AtomicU64,
 }
 
 /// A copy of the counters, for one scrape.
@@ -31,6 +33,10 @@ pub struct CountersSnapshot {
     pub takeovers: u64,
     /// Sessions ended because the peer broke the protocol (bad frames, credit overrun, floods).
     pub protocol_errors: u64,
+    /// Carriers that went away while their session ran.
+    pub carriers_lost: u64,
+    /// Carriers that re-joined in place of a lost one.
+    pub carriers_rejoined: u64,
 }
 
 fn bump(map: &Mutex<BTreeMap<u16, u64>>, key: u16) {
@@ -61,6 +67,16 @@ impl Counters {
         self.takeovers.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// A carrier of a running session went away.
+    pub fn carrier_lost(&self) {
+        self.carriers_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A carrier re-joined in place of a lost one.
+    pub fn carrier_rejoined(&self) {
+        self.carriers_rejoined.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A session ended with `code`; protocol violations are counted.
     pub fn session_ended(&self, code: ErrorCode) {
         if matches!(
@@ -84,6 +100,8 @@ impl Counters {
             resumes: self.resumes.load(Ordering::Relaxed),
             takeovers: self.takeovers.load(Ordering::Relaxed),
             protocol_errors: self.protocol_errors.load(Ordering::Relaxed),
+            carriers_lost: self.carriers_lost.load(Ordering::Relaxed),
+            carriers_rejoined: self.carriers_rejoined.load(Ordering::Relaxed),
         }
     }
 }

@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use rand::distr::{Alphanumeric, SampleString};
 use underpass_transports::Carrier;
 
+use super::carrier_tickets;
 use super::session_task;
 use super::sessions::{SessionEntry, Ticket};
 use super::state::ServerState;
@@ -158,12 +159,7 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
     );
     let ttl = limits.join_ticket_ttl;
     let tickets: Vec<Ticket> = (1..granted)
-        .map(|index| Ticket {
-            index,
-            nonce: Alphanumeric.sample_string(&mut rand::rng(), 32),
-            expires: Instant::now() + ttl,
-            used: false,
-        })
+        .map(|index| Ticket::issue(index, ttl))
         .collect();
     let id = resuming
         .as_ref()
@@ -332,21 +328,29 @@ async fn accept_join(state: Arc<ServerState>, mut carrier: Carrier, join: Join) 
         .as_ref()
         .is_some_and(|e| bearer_ok(e) && e.redeem_ticket(join.index, &join.nonce, Instant::now()));
     let (Some(entry), true) = (entry, admitted) else {
-        let err = Frame::JoinErr(JoinErr {
+        let err = JoinErr {
             code: "INVALID_TICKET".into(),
             message: "unknown session, or the join ticket is invalid, used or expired".into(),
-        });
-        let _ = send_frame(&mut carrier, &err).await;
-        let closing = carrier.tx.close_with(1008, "invalid join ticket");
-        let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
-        return;
+        };
+        return refuse_join(carrier, err).await;
     };
+    if let Err(err) = carrier_tickets::admit(&entry, join.index) {
+        return refuse_join(carrier, err).await;
+    }
     let ok = Frame::JoinOk(JoinOk {
         session_id: entry.id.clone(),
         index: join.index,
     });
     if send_frame(&mut carrier, &ok).await.is_ok() {
-        tracing::debug!(session = %entry.id, index = join.index, "carrier joined");
-        entry.session().attach_carrier(join.index as usize, carrier);
+        let attachment = entry.session().attach_carrier(join.index as usize, carrier);
+        carrier_tickets::joined(&state, &entry, join.index, attachment);
     }
+}
+
+/// Answers a refused JOIN with JOIN_ERR, then closes the carrier with 1008 (policy).
+async fn refuse_join(mut carrier: Carrier, err: JoinErr) {
+    tracing::info!(peer = ?carrier.info.peer, code = %err.code, "join refused");
+    let _ = send_frame(&mut carrier, &Frame::JoinErr(err)).await;
+    let closing = carrier.tx.close_with(1008, "join refused");
+    let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
 }

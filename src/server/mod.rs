@@ -6,6 +6,7 @@ mod admin;
 mod admission;
 mod auth_throttle;
 mod bindings;
+mod carrier_tickets;
 pub mod clients;
 pub mod config;
 pub(crate) mod counters;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::bindings;
+use super::carrier_tickets;
 use super::sessions::SessionEntry;
 use super::state::ServerState;
 use crate::mux::{Session, SessionEvent};
@@ -56,6 +57,13 @@ async fn serve(state: &Arc<ServerState>, entry: &Arc<SessionEntry>, session: &Se
                     })
                 };
                 let _ = session.send_control(&answer);
+            }
+            SessionEvent::Control(Frame::TicketRequest(req)) => {
+                let answer = carrier_tickets::answer(state, entry, session, req);
+                let _ = session.send_control(&answer);
+            }
+            SessionEvent::CarrierLost { index, cause } => {
+                carrier_tickets::carrier_lost(state, entry, index, &cause);
             }
             SessionEvent::Control(other) => {
                 tracing::debug!(session = %entry.id, frame = other.frame_type().name(), "ignoring unexpected control frame");

@@ -90,6 +90,8 @@ pub struct SessionEntry {
     pub tickets: Mutex<Vec<Ticket>>,
     /// Bindings by id.
     pub bindings: Mutex<HashMap<BindId, BindingRecord>>,
+    /// Carriers lost and re-joined over the session's life.
+    pub carrier_counts: super::carrier_tickets::CarrierCounts,
     current: Mutex<Current>,
     resumed: Notify,
     no_park: AtomicBool,
@@ -114,6 +116,7 @@ impl SessionEntry {
             connections_granted,
             tickets: Mutex::new(tickets),
             bindings: Mutex::new(HashMap::new()),
+            carrier_counts: Default::default(),
             current: Mutex::new(Current {
                 session,
                 generation: 0,

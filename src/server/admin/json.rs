@@ -144,6 +144,12 @@ pub struct SessionInfo {
     pub rtt_ms: Vec<Option<f64>>,
     /// *(underpass)* Waiting for the client to resume after a carrier loss.
     pub parked: bool,
+    /// *(underpass)* Carriers up / granted, e.g. `3/4` while one is being re-dialled.
+    pub carriers: String,
+    /// *(underpass)* Carriers lost while the session ran (since it started, resumes included).
+    pub carrier_losses: u64,
+    /// *(underpass)* Carriers that re-joined in place of a lost one.
+    pub carrier_rejoins: u64,
 }
 
 /// `GET /__underpass__/api/v1/sessions`.
@@ -333,6 +339,9 @@ pub fn sessions(views: &[SessionView]) -> Sessions {
                 .map(|c| c.rtt.map(|d| d.as_secs_f64() * 1000.0))
                 .collect(),
             parked: s.parked,
+            carriers: format!("{}/{}", s.carriers_alive(), s.connections_granted),
+            carrier_losses: s.carrier_losses,
+            carrier_rejoins: s.carrier_rejoins,
         })
         .collect();
     Sessions {

@@ -153,6 +153,26 @@ pub fn render(views: &[SessionView], facts: ServerFacts) -> String {
         i64::from(facts.draining),
     );
 
+    let per_session_gauge = |pick: fn(&SessionView) -> i64| {
+        let family: Family<Labels, Gauge> = Family::default();
+        for s in views {
+            family
+                .get_or_create(&vec![("session", s.id.clone())])
+                .set(pick(s));
+        }
+        family
+    };
+    registry.register(
+        "underpass_session_carriers",
+        "Live carriers of each session",
+        per_session_gauge(|s| as_i64(s.carriers_alive())),
+    );
+    registry.register(
+        "underpass_session_carriers_granted",
+        "Carriers granted to each session",
+        per_session_gauge(|s| i64::from(s.connections_granted)),
+    );
+
     // Counters per session: see the module comment for why they are not summed.
     let per_session = |pick: fn(&SessionView) -> u64| {
         let family: Family<Labels, Counter> = Family::default();
@@ -260,6 +280,18 @@ pub fn render(views: &[SessionView], facts: ServerFacts) -> String {
         "underpass_resumes",
         "Sessions resumed after a connection drop",
         c.resumes,
+    );
+    counter(
+        &mut registry,
+        "underpass_carrier_lost",
+        "Carriers that went away while their session ran (carrier 0 included)",
+        c.carriers_lost,
+    );
+    counter(
+        &mut registry,
+        "underpass_carrier_rejoined",
+        "Carriers that re-joined their session in place of a lost one",
+        c.carriers_rejoined,
     );
     counter(
         &mut registry,
@@ -417,6 +449,8 @@ mod tests {
                 },
             }],
             parked: false,
+            carrier_losses: 3,
+            carrier_rejoins: 2,
         }
     }
 
@@ -432,6 +466,8 @@ mod tests {
                 resumes: 3,
                 takeovers: 1,
                 protocol_errors: 0,
+                carriers_lost: 5,
+                carriers_rejoined: 4,
             },
             over_budget: 4,
             clients: vec![ClientFacts {
@@ -456,6 +492,10 @@ mod tests {
             "underpass_connections_over_budget_total 4",
             "underpass_sessions_active 1",
             "underpass_carriers_active 1",
+            "underpass_session_carriers{session=\"s_abc\"} 1",
+            "underpass_session_carriers_granted{session=\"s_abc\"} 2",
+            "underpass_carrier_lost_total 5",
+            "underpass_carrier_rejoined_total 4",
             "underpass_streams_active 3",
             "underpass_bytes_sent_total{session=\"s_abc\"} 100",
             "underpass_bytes_received_total{session=\"s_abc\"} 7",

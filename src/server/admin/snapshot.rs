@@ -62,6 +62,10 @@ pub struct SessionView {
     pub bindings: Vec<BindingView>,
     /// Carrier 0 dropped and the session waits for the client to resume it.
     pub parked: bool,
+    /// Carriers lost while the session ran, over its whole life.
+    pub carrier_losses: u64,
+    /// Carriers that re-joined in place of a lost one.
+    pub carrier_rejoins: u64,
 }
 
 impl SessionView {
@@ -121,6 +125,8 @@ pub fn sessions(state: &ServerState) -> Vec<SessionView> {
                 stats,
                 bindings,
                 parked: entry.is_parked(),
+                carrier_losses: entry.carrier_counts.lost(),
+                carrier_rejoins: entry.carrier_counts.rejoined(),
             }
         })
         .collect();
