@@ -5,8 +5,10 @@
 //! without a `common::http` module shadowing the `http` crate in the test files.
 #![allow(dead_code)]
 
+mod admin_api;
 mod apps;
 mod caddy;
+mod chaos;
 mod clients;
 mod daemon;
 mod http;
@@ -21,12 +23,17 @@ mod readme;
 mod tinyproxy;
 mod tls;
 mod tls_front;
+mod transfers;
 
 // Not every test file uses every helper.
+#[allow(unused_imports)]
+pub use self::admin_api::*;
 #[allow(unused_imports)]
 pub use self::apps::*;
 #[allow(unused_imports)]
 pub use self::caddy::*;
+#[allow(unused_imports)]
+pub use self::chaos::*;
 #[allow(unused_imports)]
 pub use self::clients::*;
 #[allow(unused_imports)]
@@ -55,6 +62,8 @@ pub use self::tinyproxy::*;
 pub use self::tls::*;
 #[allow(unused_imports)]
 pub use self::tls_front::*;
+#[allow(unused_imports)]
+pub use self::transfers::*;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
