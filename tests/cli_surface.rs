@@ -279,6 +279,8 @@ fn sample(path: &[&str], long: &str, w: &World) -> Option<(String, Flags)> {
             Some((w.path(&w.ca_file), vec![flag("--server", &w.quic_url)]))
         }
         ("http" | "tcp" | "pull" | "forward" | "start", "proxy") => v("none"),
+        ("http" | "tcp" | "pull" | "forward" | "start", "ping-interval") => v("10"),
+        ("http" | "tcp" | "pull" | "forward" | "start", "pong-timeout") => v("20"),
         ("start", "config") => v(&w.path(&w.config_file)),
         // The flag run and the variable run may overlap: each gets a route of its own.
         ("http", "subdomain") => v("surface{n}"),
