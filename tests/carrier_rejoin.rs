@@ -220,7 +220,7 @@ async fn the_same_carrier_cut_five_times_comes_back_each_time_without_leaks() {
         rig.assert_nothing_leaked().await;
         let mut fetches = Vec::new();
         for i in 0..4 {
-            fetches.push(rig.pinned_fetch(round * 10 + i, 4 * MB).await);
+            fetches.push(rig.pinned_fetch(round * 10 + i, 8 * MB).await);
         }
         assert!(
             fetches.iter().any(|(_, c)| *c == 2),

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// Deterministic bytes for a seed, produced in pieces (xorshift64).
 #[derive(Debug, Clone)]
@@ -89,9 +89,14 @@ pub struct Fetch {
 }
 
 impl Fetch {
-    /// Connects to `addr` and asks for `len` bytes of `seed`.
+    /// Connects to `addr` and asks for `len` bytes of `seed`. The socket's receive buffer is
+    /// small and fixed (no autotuning, which here may reach 32 MiB), so a fetch that stops
+    /// reading soon holds the sender back, and a cut while it pauses finds its transfer
+    /// unfinished.
     pub async fn start(addr: SocketAddr, seed: u64, len: u64) -> std::io::Result<Self> {
-        let mut tcp = TcpStream::connect(addr).await?;
+        let socket = TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(128 * 1024)?;
+        let mut tcp = socket.connect(addr).await?;
         let mut req = [0u8; 16];
         req[..8].copy_from_slice(&seed.to_be_bytes());
         req[8..].copy_from_slice(&len.to_be_bytes());
