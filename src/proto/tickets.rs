@@ -58,7 +58,7 @@ impl std::fmt::Debug for CarrierTicket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CarrierTicket")
             .field("index", &self.index)
-            .field("nonce", &self.nonce.as_ref().map(|_| "<redacted>"))
+            .field("nonce", &crate::redact::Redacted::of(&self.nonce))
             .field("expires_in_ms", &self.expires_in_ms)
             .field("error", &self.error)
             .field("received_bytes", &self.received_bytes)
