@@ -392,9 +392,11 @@ async fn random_cuts_of_random_carriers_under_continuous_transfers() {
         peak[1].1 >> 10,
     );
     assert_eq!(corrupt, 0, "every completed transfer is byte-exact");
+    // Carrier 0 is among the victims, and each of its cuts ends every running transfer (the
+    // session resumes; streams do not survive it): failures are expected, corruption is not.
     assert!(
-        completed > failed,
-        "most transfers complete: {completed} vs {failed} failed"
+        completed * 4 >= failed,
+        "too few transfers complete under chaos: {completed} vs {failed} failed"
     );
     for (name, (_, hwm)) in ["server", "client"].iter().zip(peak) {
         assert!(hwm < 256 << 10, "{name} peak RSS {} MiB", hwm >> 10);
