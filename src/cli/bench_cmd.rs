@@ -134,6 +134,7 @@ impl BenchArgs {
                 server_cert_sha256: self.server_cert_sha256.clone(),
                 ca: self.ca.clone(),
                 proxy: None,
+                ..ClientArgs::default()
             };
             paths.push((t.name().to_string(), args.options()?));
         }

@@ -3,8 +3,11 @@
 use clap::{Args, ValueEnum};
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use underpass_transports::tls::parse_fingerprint;
+
+use super::parse;
 
 use crate::client::{ClientOptions, EgressProxy, HttpProxy, ServerTrust};
 
@@ -18,6 +21,11 @@ pub enum TransportChoice {
     /// QUIC (UDP), between trusted hosts.
     Quic,
 }
+
+/// Default `--ping-interval`.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Default `--pong-timeout`.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The server a client dials when neither `--server`, `UNDERPASS_SERVER` nor a config file
 /// names one.
@@ -58,6 +66,13 @@ pub struct ClientArgs {
         hide_env_values = true
     )]
     pub proxy: Option<String>,
+    /// Seconds without receiving on a carrier before it is pinged [default: 30].
+    #[arg(long, env = "UNDERPASS_PING_INTERVAL", value_name = "S", value_parser = parse::seconds)]
+    pub ping_interval: Option<Duration>,
+    /// Seconds to wait for the pong before a carrier is given up: carrier 0 resumes the
+    /// session, another one is re-dialled [default: 60].
+    #[arg(long, env = "UNDERPASS_PONG_TIMEOUT", value_name = "S", value_parser = parse::seconds)]
+    pub pong_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for ClientArgs {
@@ -72,6 +87,8 @@ impl std::fmt::Debug for ClientArgs {
             .field("ca", &self.ca)
             // A proxy URL may carry a password.
             .field("proxy", &crate::redact::Redacted::of(&self.proxy))
+            .field("ping_interval", &self.ping_interval)
+            .field("pong_timeout", &self.pong_timeout)
             .finish()
     }
 }
@@ -95,6 +112,8 @@ impl ClientArgs {
                 .or(fallback.server_cert_sha256),
             ca: self.ca.clone().or(fallback.ca),
             proxy: self.proxy.clone().or(fallback.proxy),
+            ping_interval: self.ping_interval.or(fallback.ping_interval),
+            pong_timeout: self.pong_timeout.or(fallback.pong_timeout),
         }
     }
 
@@ -134,10 +153,16 @@ impl ClientArgs {
         if !(1..=16).contains(&connections) {
             return Err(format!("connections must be 1 to 16, got {connections}"));
         }
+        let ping_interval = self.ping_interval.unwrap_or(DEFAULT_PING_INTERVAL);
+        let pong_timeout = self.pong_timeout.unwrap_or(DEFAULT_PONG_TIMEOUT);
+        if ping_interval.is_zero() || pong_timeout.is_zero() {
+            return Err("--ping-interval and --pong-timeout must be more than 0 seconds".into());
+        }
         let opts = ClientOptions::new(server, token)
             .connections(connections)
             .trust(self.trust()?)
-            .proxy(self.egress_proxy()?);
+            .proxy(self.egress_proxy()?)
+            .keepalive(ping_interval, pong_timeout);
         opts.check().map_err(|e| e.to_string())?;
         Ok(opts)
     }
@@ -290,5 +315,21 @@ mod tests {
         a.server = Some("ws://x".into());
         a.token = None;
         assert!(a.options().unwrap_err().contains("token"));
+        let mut a = args("ws://x");
+        a.pong_timeout = Some(Duration::ZERO);
+        assert!(a.options().unwrap_err().contains("--pong-timeout"));
+    }
+
+    #[test]
+    fn keepalive_reaches_the_options() {
+        let opts = args("ws://x").options().unwrap();
+        assert_eq!(opts.ping_interval, DEFAULT_PING_INTERVAL);
+        assert_eq!(opts.pong_timeout, DEFAULT_PONG_TIMEOUT);
+        let mut a = args("ws://x");
+        a.ping_interval = Some(Duration::from_millis(500));
+        a.pong_timeout = Some(Duration::from_secs(2));
+        let opts = a.options().unwrap();
+        assert_eq!(opts.ping_interval, Duration::from_millis(500));
+        assert_eq!(opts.pong_timeout, Duration::from_secs(2));
     }
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
@@ -59,6 +60,12 @@ pub struct ConfigFile {
     pub ca: Option<PathBuf>,
     /// HTTP proxy for ws/wss carriers, or `none`.
     pub proxy: Option<String>,
+    /// Seconds without receiving on a carrier before it is pinged.
+    #[serde(default, deserialize_with = "seconds")]
+    pub ping_interval: Option<Duration>,
+    /// Seconds to wait for the pong before a carrier is given up.
+    #[serde(default, deserialize_with = "seconds")]
+    pub pong_timeout: Option<Duration>,
     /// HTTP exposes.
     #[serde(default)]
     pub http: Vec<HttpEntry>,
@@ -197,6 +204,8 @@ impl ConfigFile {
             server_cert_sha256: self.server_cert_sha256.clone(),
             ca: self.ca.as_ref().map(|ca| dir.join(ca)),
             proxy: self.proxy.clone(),
+            ping_interval: self.ping_interval,
+            pong_timeout: self.pong_timeout,
         }
     }
 
@@ -216,6 +225,14 @@ impl ConfigFile {
             }
         })
     }
+}
+
+/// A number of seconds in the file (`1`, `0.5`), checked like the flags.
+fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let secs = f64::deserialize(d)?;
+    super::parse::seconds(&secs.to_string())
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn http_spec(e: &HttpEntry) -> Result<HttpExpose, String> {
@@ -424,6 +441,25 @@ mod tests {
         let err = ConfigFile::parse(text).unwrap_err();
         assert!(err.starts_with("line 5:"), "{err}");
         assert!(err.contains("subdomian"), "{err}");
+    }
+
+    #[test]
+    fn keepalive_keys_are_seconds_checked_like_the_flags() {
+        let file = ConfigFile::parse("ping_interval = 0.5\npong_timeout = 3\n").unwrap();
+        let client = file.client(Path::new("."));
+        assert_eq!(client.ping_interval, Some(Duration::from_millis(500)));
+        assert_eq!(client.pong_timeout, Some(Duration::from_secs(3)));
+        let err = ConfigFile::parse("server = \"ws://x\"\nping_interval = -1\n").unwrap_err();
+        assert!(
+            err.starts_with("line 2:") && err.contains("out of range"),
+            "{err}"
+        );
+        // The flag wins over the file.
+        let flags = ClientArgs {
+            pong_timeout: Some(Duration::from_secs(9)),
+            ..ClientArgs::default()
+        };
+        assert_eq!(flags.or(client).pong_timeout, Some(Duration::from_secs(9)));
     }
 
     #[test]
