@@ -179,6 +179,9 @@ impl QuicTransport {
                 slot.insert(new_endpoint(any, None, &self.tuning)?).clone()
             }
         };
+        // Cleared before the handshake starts: the endpoint's driver runs it on another task,
+        // and on loopback the verifier may refuse the certificate before `connect_with` returns.
+        take_rejection(&self.rejected);
         let connecting = endpoint
             .connect_with(self.client_config.clone(), addr, &target.host)
             .map_err(|e| {
@@ -187,7 +190,6 @@ impl QuicTransport {
                     format!("cannot dial {addr} as '{}': {e}", target.host),
                 )
             })?;
-        take_rejection(&self.rejected);
         let conn = connecting
             .await
             .map_err(|e| match take_rejection(&self.rejected) {
