@@ -87,21 +87,26 @@ struct Foreign {
 }
 
 impl Foreign {
-    /// Dials the control endpoint with subprotocol v1, sends HELLO, returns HELLO_OK's JSON.
-    async fn connect(server: &Server) -> (Self, Value) {
+    /// Dials one carrier to the control endpoint with `subprotocol`.
+    async fn dial(server: &Server, subprotocol: &str) -> Self {
         let endpoint = Endpoint {
             url: server.control_url(),
-            subprotocol: "hoody-tunnel.v1".into(),
+            subprotocol: subprotocol.into(),
             bearer: None,
         };
         let carrier = within(10, WsTransport::new().connect(&endpoint))
             .await
             .expect("WebSocket upgrade");
-        let mut me = Foreign {
+        Foreign {
             tx: carrier.tx,
             rx: carrier.rx,
             backlog: VecDeque::new(),
-        };
+        }
+    }
+
+    /// Dials the control endpoint with subprotocol v1, sends HELLO, returns HELLO_OK's JSON.
+    async fn connect(server: &Server) -> (Self, Value) {
+        let mut me = Self::dial(server, "hoody-tunnel.v1").await;
         me.send_json(
             HELLO,
             0,
@@ -411,4 +416,103 @@ async fn wait_for_sessions(server: &Server, n: usize) {
         }
     })
     .await;
+}
+
+// Frames of the v2 handshake and of the carrier re-dial extension, as PROTOCOL.md lists them.
+const JOIN: u8 = 0x09;
+const JOIN_OK: u8 = 0x0A;
+const TICKET_REQUEST: u8 = 0x41;
+const TICKET: u8 = 0x42;
+
+/// A v2 client written from PROTOCOL.md alone, like the hoody SDK: HELLO with
+/// `maxConnections`, JOIN on each extra carrier, and nothing of the underpass extensions. After
+/// losing carrier 1 it does not ask for a ticket, and the server neither sends one nor ends the
+/// session: new streams go over carrier 0 and the binding keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_client_that_does_not_know_tickets_runs_on_after_losing_a_carrier() {
+    const ADMIN: &str = "admin-token-foreign-v2-01";
+    let server = server_with(|cfg| cfg.admin_token = Some(ADMIN.into())).await;
+    let mut c0 = Foreign::dial(&server, "hoody-tunnel.v2").await;
+    c0.send_json(
+        HELLO,
+        0,
+        json!({
+            "version": "hoody-tunnel.v2",
+            "capabilities": ["multi-ws"],
+            "auth": {"kind": "bearer", "token": TOKEN},
+            "maxConnections": 2,
+        }),
+    )
+    .await;
+    let ok = c0.expect(|f| f.ty == HELLO_OK).await.json();
+    assert_eq!(ok["connectionsGranted"], 2, "{ok}");
+    let ticket = &ok["joinTickets"][0];
+    let mut c1 = Foreign::dial(&server, "hoody-tunnel.v2").await;
+    c1.send_json(
+        JOIN,
+        0,
+        json!({"sessionId": ok["sessionId"], "index": ticket["index"], "nonce": ticket["nonce"]}),
+    )
+    .await;
+    c1.expect(|f| f.ty == JOIN_OK).await;
+    let bound = c0
+        .bind(json!({"clientBindRef": "p", "kind": "tcp", "mode": "pull", "containerPort": 0}))
+        .await;
+    let port = bound["containerPort"].as_u64().unwrap() as u16;
+    let carriers_up = |server: &Server| {
+        server
+            .sessions()
+            .first()
+            .map(|(_, s)| s.inspect(|st| st.carriers_up()))
+    };
+    within(10, async {
+        while carriers_up(&server) != Some(2) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    // The SDK's carrier 1 goes away (its connection just drops).
+    drop(c1);
+    within(10, async {
+        while carriers_up(&server) != Some(1) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    // A pull connection now arrives on carrier 0 and is served as before.
+    let visitor = tokio::spawn(async move {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tcp.write_all(b"ping").await.unwrap();
+        tcp.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        tcp.read_to_end(&mut back).await.unwrap();
+        back
+    });
+    let open = c0.expect(|f| f.ty == STREAM_OPEN).await;
+    let sid = open.stream_id;
+    let data = c0.expect(|f| f.ty == DATA && f.stream_id == sid).await;
+    assert_eq!(&data.payload[..], b"ping");
+    c0.expect(|f| f.ty == EOF && f.stream_id == sid).await;
+    c0.send_frame(DATA, sid, b"pong").await;
+    c0.send_frame(EOF, sid, &[]).await;
+    assert_eq!(within(10, visitor).await.unwrap(), b"pong");
+
+    // PING is still answered, the session is still there, and the server never offered a
+    // ticket on its own.
+    c0.send_frame(PING, 0, &7u64.to_be_bytes()).await;
+    c0.expect(|f| f.ty == PONG).await;
+    assert_eq!(server.sessions().len(), 1);
+    assert!(
+        c0.backlog
+            .iter()
+            .all(|f| f.ty != TICKET && f.ty != TICKET_REQUEST),
+        "{:?}",
+        c0.backlog
+    );
+    let s = admin_sessions(server.local_addr(), ADMIN).await;
+    assert_eq!(s[0]["carriers"], "1/2", "{s:?}");
+    assert_eq!(s[0]["carrierLosses"], 1, "{s:?}");
+    assert_eq!(s[0]["carrierRejoins"], 0, "{s:?}");
 }
