@@ -98,6 +98,24 @@ impl<T> InterimIo<T> {
     }
 }
 
+impl<T> InterimIo<T> {
+    /// The socket itself, once every writer is gone and nothing is queued (after an upgrade the
+    /// raw bytes can then go straight to the socket); otherwise `Err(self)`.
+    pub fn into_inner(self) -> Result<T, Self> {
+        let shared = Arc::try_unwrap(self.shared)
+            .map_err(|shared| Self { shared })?
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if shared.queued.is_empty() {
+            Ok(shared.io)
+        } else {
+            Err(Self {
+                shared: Arc::new(Mutex::new(shared)),
+            })
+        }
+    }
+}
+
 impl<T: AsyncWrite + Unpin> InterimWriter<T> {
     /// Writes one interim head unless hyper has unsent bytes of an earlier answer. Call it only
     /// while the request's final response has not been returned to hyper.
@@ -232,6 +250,17 @@ mod tests {
         far.read_to_end(&mut got).await.unwrap();
         assert!(got.starts_with(b"HTTP/1.1 103 Early Hints\r\n"));
         assert!(got.ends_with(b"\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"));
+    }
+
+    #[test]
+    fn the_socket_comes_back_only_when_no_writer_is_left() {
+        let (near, _far) = tokio::io::duplex(16);
+        let (io, writer) = InterimIo::new(near);
+        let io = io
+            .into_inner()
+            .expect_err("a writer still shares the socket");
+        drop(writer);
+        assert!(io.into_inner().is_ok());
     }
 
     #[tokio::test]

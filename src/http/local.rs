@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
+use hyper::upgrade::Upgraded;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -18,9 +19,11 @@ use super::edge::hop_by_hop::{strip_hop_by_hop, strip_hop_by_hop_keep_upgrade};
 use super::edge::visitor_error;
 use super::headers::{from_pairs, to_pairs};
 use super::interim_io::MAX_INTERIM_HEADS;
-use super::tap::{self, Counted, Tap, Watch};
-use crate::mux::{MuxStream, SendHalf};
+use super::tap::{self, Tap, Watch};
+use super::upgraded::splice_upgraded;
+use crate::mux::{MuxStream, RecvHalf, SendHalf};
 use crate::proto::{ResponseHead, StreamOpen};
+use crate::tcp::SpliceMeter;
 
 /// A boxed future answering one request.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
@@ -191,28 +194,78 @@ pub async fn serve_stream(
     service: LocalService,
     tap: Option<Arc<dyn Tap>>,
 ) {
-    let started = Instant::now();
-    let method = open.method.clone().unwrap_or_default();
-    let watch = tap.and_then(|t| t.begin(&open));
-    let watch = watch.as_ref();
+    let exchange = Exchange {
+        started: Instant::now(),
+        method: open.method.clone().unwrap_or_default(),
+        host: host_of(&open).to_string(),
+        path: path_of(&open).to_string(),
+        watch: tap.and_then(|t| t.begin(&open)),
+    };
+    let watch = exchange.watch.as_ref();
     let status = match &service {
         LocalService::Port(local) if open.is_upgrade => {
-            serve_upgrade(stream, &open, local, watch).await
+            match serve_upgrade(stream, &open, local, watch).await {
+                Upgrade::Answered(status) => status,
+                // The raw bytes get a task of their own: this request's state (its head, the
+                // HTTP client, the futures above) is freed now, not when the WebSocket closes.
+                Upgrade::Switched(upgraded, recv, send) => {
+                    tokio::spawn(async move {
+                        let meter = exchange.watch.clone().map(WatchMeter);
+                        let meter = meter.as_ref().map(|m| m as &dyn SpliceMeter);
+                        let _ = splice_upgraded(upgraded, recv, send, meter).await;
+                        exchange.end(StatusCode::SWITCHING_PROTOCOLS);
+                    });
+                    return;
+                }
+            }
         }
         LocalService::Port(local) => serve_port(stream, &open, local, watch).await,
         LocalService::Handler(handler) => serve_handler(stream, &open, handler, watch).await,
     };
-    if let Some(w) = watch {
-        w.finish(status);
+    exchange.end(status);
+}
+
+/// What the request log line and the inspector need once an exchange is over (for a
+/// WebSocket: when its connection closes).
+struct Exchange {
+    started: Instant,
+    method: String,
+    host: String,
+    path: String,
+    watch: Option<Watch>,
+}
+
+impl Exchange {
+    fn end(self, status: StatusCode) {
+        if let Some(w) = &self.watch {
+            w.finish(status);
+        }
+        tracing::info!(
+            method = %self.method,
+            host = %self.host,
+            path = %self.path,
+            status = status.as_u16(),
+            ms = self.started.elapsed().as_millis() as u64,
+            "request"
+        );
     }
-    tracing::info!(
-        %method,
-        host = host_of(&open),
-        path = path_of(&open),
-        status = status.as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+}
+
+/// Tells the inspector the bytes of an upgraded connection as they move; the splice's socket
+/// is the app.
+struct WatchMeter(Watch);
+
+impl SpliceMeter for WatchMeter {
+    fn moved(&self, to_socket: u64, from_socket: u64) {
+        self.0.upgraded_bytes(to_socket, from_socket);
+    }
+}
+
+/// How an upgrade request ended: answered (the app declined, or failed), or switched to raw
+/// bytes that still have to be spliced.
+enum Upgrade {
+    Answered(StatusCode),
+    Switched(Upgraded, RecvHalf, SendHalf),
 }
 
 async fn serve_port(
@@ -294,19 +347,20 @@ async fn bad_request(send: &mut SendHalf, why: &str, watch: Option<&Watch>) -> S
     StatusCode::BAD_REQUEST
 }
 
-/// An upgrade needs its own connection (it is consumed by the upgrade), then raw bytes flow.
+/// An upgrade needs its own connection (it is consumed by the upgrade); once the app switched,
+/// the connection is handed back to be spliced.
 async fn serve_upgrade(
     stream: MuxStream,
     open: &StreamOpen,
     local: &LocalPort,
     watch: Option<&Watch>,
-) -> StatusCode {
+) -> Upgrade {
     let (recv, mut send) = stream.split();
     let authority = local.addr.to_string();
     let empty = Empty::new().map_err(|never| match never {}).boxed();
     let mut req = match build_request(open, empty, &authority) {
         Ok(r) => tap::request(watch, r),
-        Err(e) => return bad_request(&mut send, &e, watch).await,
+        Err(e) => return Upgrade::Answered(bad_request(&mut send, &e, watch).await),
     };
     // A connection-level client writes the URI as given: use origin form, as a browser would.
     if let Some(origin) = req
@@ -325,50 +379,49 @@ async fn serve_upgrade(
                 watch,
             )
             .await;
-            return StatusCode::BAD_GATEWAY;
+            return Upgrade::Answered(StatusCode::BAD_GATEWAY);
         }
     };
     crate::tcp::tune(&tcp);
     let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await
     else {
         answer_with(&mut send, visitor_error::upstream_reset(local.addr), watch).await;
-        return StatusCode::BAD_GATEWAY;
+        return Upgrade::Answered(StatusCode::BAD_GATEWAY);
     };
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
     let answer = tokio::select! {
         answer = sender.send_request(req) => answer,
-        () = send.closed() => return VISITOR_LEFT,
+        () = send.closed() => return Upgrade::Answered(VISITOR_LEFT),
     };
     let resp = match answer {
         Ok(resp) => resp,
         Err(_) => {
             answer_with(&mut send, visitor_error::upstream_reset(local.addr), watch).await;
-            return StatusCode::BAD_GATEWAY;
+            return Upgrade::Answered(StatusCode::BAD_GATEWAY);
         }
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let resp = resp.map(|b| b.map_err(std::io::Error::other).boxed());
-        return pump_response(&mut send, tap::response(watch, resp)).await;
+        return Upgrade::Answered(pump_response(&mut send, tap::response(watch, resp)).await);
     }
     if let Some(w) = watch {
         w.response_head(resp.status(), resp.headers());
     }
     if send.send_head(&head_of(&resp, true)).is_err() {
-        return StatusCode::SWITCHING_PROTOCOLS;
+        return Upgrade::Answered(StatusCode::SWITCHING_PROTOCOLS);
     }
     match hyper::upgrade::on(resp).await {
-        Ok(upgraded) => {
-            let io = Counted::new(TokioIo::new(upgraded), watch);
-            let _ = crate::tcp::splice_halves(io, recv, send).await;
+        Ok(upgraded) => Upgrade::Switched(upgraded, recv, send),
+        Err(e) => {
+            send.reset(
+                crate::proto::ErrorCode::CANCEL,
+                &format!("local upgrade failed: {e}"),
+            );
+            Upgrade::Answered(StatusCode::SWITCHING_PROTOCOLS)
         }
-        Err(e) => send.reset(
-            crate::proto::ErrorCode::CANCEL,
-            &format!("local upgrade failed: {e}"),
-        ),
     }
-    StatusCode::SWITCHING_PROTOCOLS
 }
 
 async fn serve_handler(

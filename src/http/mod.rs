@@ -9,4 +9,5 @@ pub mod interim_io;
 pub mod local;
 pub mod tap;
 pub mod throttled_body;
+pub mod upgraded;
 pub mod visitor;

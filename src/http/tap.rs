@@ -12,7 +12,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::body::ProxyBody;
 use crate::proto::StreamOpen;
@@ -179,61 +178,5 @@ async fn read_rest(mut body: Tapped) {
             Some(Ok(_)) => {}
             Some(Err(_)) | None => return,
         }
-    }
-}
-
-/// An upgraded connection to the app whose bytes each way are told to a watch.
-pub struct Counted<T> {
-    io: T,
-    watch: Option<Watch>,
-}
-
-impl<T> Counted<T> {
-    /// Counts `io`'s traffic for `watch` (passes it through untouched without one).
-    pub fn new(io: T, watch: Option<&Watch>) -> Self {
-        Self {
-            io,
-            watch: watch.cloned(),
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if let (Some(w), true) = (&self.watch, n > 0) {
-            w.upgraded_bytes(0, n as u64);
-        }
-        polled
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, data);
-        if let (Some(w), Poll::Ready(Ok(n))) = (&self.watch, &polled) {
-            if *n > 0 {
-                w.upgraded_bytes(*n as u64, 0);
-            }
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -165,10 +165,14 @@ pub async fn proxy(
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let io = hyper_util::rt::TokioIo::new(upgraded);
                     let _ = match throttle {
-                        Some(t) => crate::tcp::splice_halves(t.wrap(io), recv, send).await,
-                        None => crate::tcp::splice_halves(io, recv, send).await,
+                        // A limited client's bytes go through its throttle, and so through the
+                        // buffered splice.
+                        Some(t) => {
+                            let io = t.wrap(hyper_util::rt::TokioIo::new(upgraded));
+                            crate::tcp::splice_io(io, bytes::Bytes::new(), recv, send, None).await
+                        }
+                        None => super::upgraded::splice_upgraded(upgraded, recv, send, None).await,
                     };
                 }
                 Err(e) => tracing::debug!(error = %e, "visitor upgrade failed"),

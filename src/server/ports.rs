@@ -444,11 +444,7 @@ async fn tcp_accept_loop(
                 let throttle = entry.client.usage.throttle().cloned();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let spliced = match throttle {
-                        Some(t) => crate::tcp::splice(t.wrap(tcp), stream).await,
-                        None => crate::tcp::splice(tcp, stream).await,
-                    };
-                    match spliced {
+                    match crate::tcp::splice_with(tcp, stream, throttle).await {
                         Ok((up, down)) => {
                             tracing::debug!(%peer, %client, bind_id, up, down, "tcp connection done")
                         }

@@ -10,5 +10,8 @@ mod throttle;
 pub use held::Held;
 pub use proxy_header::{proxy_header, ProxyProtocol};
 pub use socket_options::{tune, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
-pub use splice::{connect_and_splice, connect_and_splice_with, splice, splice_halves};
+pub use splice::{
+    connect_and_splice, connect_and_splice_with, splice, splice_halves, splice_io, splice_with,
+    SpliceMeter,
+};
 pub use throttle::{Throttle, Throttled, TokenBucket};

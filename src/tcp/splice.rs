@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use super::Throttle;
 use crate::mux::{MuxStream, RecvHalf, SendHalf};
@@ -13,6 +14,21 @@ use crate::proto::ErrorCode;
 
 /// Read size per TCP read; also the largest DATA payload.
 const CHUNK: usize = 64 * 1024;
+/// First read size of [`splice_io`], which cannot wait for readiness without a buffer.
+const FIRST_READ: usize = 4 * 1024;
+
+/// Told the bytes a splice moves as they move (the request inspector shows a WebSocket's
+/// traffic while it is open).
+pub trait SpliceMeter: Send + Sync {
+    /// `to_socket` bytes were written to the socket, `from_socket` bytes read from it.
+    fn moved(&self, to_socket: u64, from_socket: u64);
+}
+
+fn meter_moved(meter: Option<&dyn SpliceMeter>, to_socket: u64, from_socket: u64) {
+    if let Some(m) = meter {
+        m.moved(to_socket, from_socket);
+    }
+}
 
 /// Connects to `addr`, writes `preamble` (a PROXY protocol header, or nothing) and splices
 /// `stream` to it; a refused connection resets the stream with REFUSED_STREAM and a reason
@@ -29,7 +45,7 @@ pub async fn connect_and_splice_with(
     preamble: Bytes,
     throttle: Option<Throttle>,
 ) {
-    match tokio::net::TcpStream::connect(addr).await {
+    match TcpStream::connect(addr).await {
         Ok(mut tcp) => {
             super::tune(&tcp);
             if let Err(e) = tcp.write_all(&preamble).await {
@@ -37,11 +53,7 @@ pub async fn connect_and_splice_with(
                 stream.reset(ErrorCode::CANCEL, &format!("{what} {addr} closed: {e}"));
                 return;
             }
-            let spliced = match throttle {
-                Some(t) => splice(t.wrap(tcp), stream).await,
-                None => splice(tcp, stream).await,
-            };
-            if let Err(e) = spliced {
+            if let Err(e) = splice_with(tcp, stream, throttle).await {
                 tracing::debug!(%addr, error = %e, "tcp stream ended");
             }
         }
@@ -55,42 +67,68 @@ pub async fn connect_and_splice_with(
     }
 }
 
-/// Copies `io` <-> `stream` until both directions ended. An EOF on either side becomes a
+/// Copies `tcp` <-> `stream` until both directions ended. An EOF on either side becomes a
 /// half-close on the other; an error on either side drops both, which resets the stream.
 /// Returns the bytes moved (tcp -> stream, stream -> tcp).
-pub async fn splice<T>(io: T, stream: MuxStream) -> io::Result<(u64, u64)>
-where
-    T: AsyncRead + AsyncWrite + Send,
-{
+pub async fn splice(tcp: TcpStream, stream: MuxStream) -> io::Result<(u64, u64)> {
     let (recv, send) = stream.split();
-    splice_halves(io, recv, send).await
+    splice_halves(tcp, Bytes::new(), recv, send, None).await
 }
 
-/// [`splice`] for a stream already split into halves.
-pub async fn splice_halves<T>(
-    io: T,
+/// [`splice`], with the bytes drawn from `throttle` when given (a limited client's stream): the
+/// throttle wraps the socket's reads and writes, so that stream takes the buffered [`splice_io`].
+pub async fn splice_with(
+    tcp: TcpStream,
+    stream: MuxStream,
+    throttle: Option<Throttle>,
+) -> io::Result<(u64, u64)> {
+    match throttle {
+        Some(t) => {
+            let (recv, send) = stream.split();
+            splice_io(t.wrap(tcp), Bytes::new(), recv, send, None).await
+        }
+        None => splice(tcp, stream).await,
+    }
+}
+
+/// [`splice`] for a stream already split into halves. `prefix` is what was read from `tcp`
+/// before (the bytes an HTTP stack read past an upgrade); it goes into the stream first.
+/// `meter`, if any, is told the bytes as they move.
+///
+/// A quiet connection holds no buffer: the read side waits for the socket to become readable
+/// and only then takes a buffer, and gives it back as soon as the socket has nothing more.
+/// Thousands of idle WebSockets cost their task and socket, not 64 KiB each.
+pub async fn splice_halves(
+    mut tcp: TcpStream,
+    prefix: Bytes,
     mut mux_read: RecvHalf,
     mut mux_write: SendHalf,
-) -> io::Result<(u64, u64)>
-where
-    T: AsyncRead + AsyncWrite + Send,
-{
-    let (mut tcp_read, mut tcp_write) = tokio::io::split(io);
+    meter: Option<&dyn SpliceMeter>,
+) -> io::Result<(u64, u64)> {
+    let (tcp_read, mut tcp_write) = tcp.split();
     let upstream = async move {
-        let mut total = 0u64;
-        let mut buf = BytesMut::with_capacity(CHUNK);
+        let mut total = send_prefix(&mut mux_write, prefix, meter).await?;
+        let mut buf = BytesMut::new();
         loop {
+            tcp_read.readable().await?;
             // Small reads share one allocation until it is used up.
             if buf.capacity() - buf.len() < CHUNK / 8 {
                 buf.reserve(CHUNK);
             }
-            let n = tcp_read.read_buf(&mut buf).await?;
-            if n == 0 {
-                mux_write.finish()?;
-                return Ok::<_, io::Error>(total);
+            match tcp_read.try_read_buf(&mut buf) {
+                Ok(0) => {
+                    mux_write.finish()?;
+                    return Ok::<_, io::Error>(total);
+                }
+                Ok(n) => {
+                    total += n as u64;
+                    meter_moved(meter, 0, n as u64);
+                    mux_write.send(buf.split().freeze()).await?;
+                }
+                // Drained: drop the rest of the buffer while the socket is quiet.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = BytesMut::new(),
+                Err(e) => return Err(e),
             }
-            total += n as u64;
-            mux_write.send(buf.split().freeze()).await?;
         }
     };
     let downstream = async move {
@@ -98,8 +136,76 @@ where
         while let Some(chunk) = mux_read.recv_chunk().await? {
             total += chunk.len() as u64;
             tcp_write.write_all(&chunk).await?;
+            meter_moved(meter, chunk.len() as u64, 0);
         }
         tcp_write.shutdown().await?;
+        Ok::<_, io::Error>(total)
+    };
+    tokio::try_join!(upstream, downstream)
+}
+
+/// Sends the bytes read before the splice began. Consumes `prefix` either way: even empty, it
+/// may share the allocation of a whole HTTP read buffer, which must not live as long as the
+/// connection.
+async fn send_prefix(
+    mux_write: &mut SendHalf,
+    prefix: Bytes,
+    meter: Option<&dyn SpliceMeter>,
+) -> io::Result<u64> {
+    let len = prefix.len() as u64;
+    if len > 0 {
+        meter_moved(meter, 0, len);
+        mux_write.send(prefix).await?;
+    }
+    Ok(len)
+}
+
+/// [`splice_halves`] for any byte stream that is not a plain TCP socket. Without a readiness
+/// signal the read side keeps a buffer while it waits: it starts small and grows only when
+/// reads fill it, so a quiet connection holds a few KiB rather than a full chunk.
+pub async fn splice_io<T>(
+    io: T,
+    prefix: Bytes,
+    mut mux_read: RecvHalf,
+    mut mux_write: SendHalf,
+    meter: Option<&dyn SpliceMeter>,
+) -> io::Result<(u64, u64)>
+where
+    T: AsyncRead + AsyncWrite + Send,
+{
+    let (mut io_read, mut io_write) = tokio::io::split(io);
+    let upstream = async move {
+        let mut total = send_prefix(&mut mux_write, prefix, meter).await?;
+        let mut want = FIRST_READ;
+        let mut buf = BytesMut::new();
+        loop {
+            if buf.capacity() - buf.len() < want {
+                buf.reserve(want);
+            }
+            let n = io_read.read_buf(&mut buf).await?;
+            if n == 0 {
+                mux_write.finish()?;
+                return Ok::<_, io::Error>(total);
+            }
+            total += n as u64;
+            meter_moved(meter, 0, n as u64);
+            // A read that filled what it was offered asks for more next time.
+            want = if n >= want {
+                (want * 2).min(CHUNK)
+            } else {
+                want
+            };
+            mux_write.send(buf.split().freeze()).await?;
+        }
+    };
+    let downstream = async move {
+        let mut total = 0u64;
+        while let Some(chunk) = mux_read.recv_chunk().await? {
+            total += chunk.len() as u64;
+            io_write.write_all(&chunk).await?;
+            meter_moved(meter, chunk.len() as u64, 0);
+        }
+        io_write.shutdown().await?;
         Ok::<_, io::Error>(total)
     };
     tokio::try_join!(upstream, downstream)
