@@ -47,6 +47,7 @@ fn every_frame() -> Vec<Frame> {
             session_window: DEFAULT_SESSION_WINDOW,
             server_version: Some("0.1.0".into()),
             domain: None,
+            max_streams: Some(10_000),
         }),
         Frame::Bind(Bind {
             client_bind_ref: json!("r1"),

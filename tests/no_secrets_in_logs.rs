@@ -472,6 +472,7 @@ fn debug_output_of_secret_holders_shows_no_secret() {
         session_window: 1,
         server_version: None,
         domain: None,
+        max_streams: None,
     });
     let join = Frame::Join(Join {
         session_id: "s".into(),

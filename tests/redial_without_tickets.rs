@@ -55,6 +55,7 @@ async fn old_server(mut acceptor: MemAcceptor) -> (Session, Vec<(u32, MemLink)>,
             session_window: DEFAULT_SESSION_WINDOW,
             server_version: None,
             domain: None,
+            max_streams: None,
         }),
     )
     .await;

@@ -6,7 +6,7 @@ use underpass_transports::{Carrier, Endpoint};
 use super::error::ClientError;
 use super::hello_check::check_hello_ok;
 use super::options::ClientOptions;
-use crate::mux::{MuxConfig, Role, Session};
+use crate::mux::{MuxConfig, Role, Session, DEFAULT_MAX_STREAMS};
 use crate::proto::{
     decode_message, encode_frame, ErrorCode, Frame, Hello, HelloAuth, HelloOk, HelloResume, Join,
     JoinTicket, ProtocolVersion,
@@ -124,13 +124,17 @@ async fn open(
             )))
         }
     };
+    // The server enforces its own stream limit; the client follows the one it announces
+    // instead of refusing streams the server allowed.
+    let max_streams = ok.max_streams.map_or(DEFAULT_MAX_STREAMS, |n| n as usize);
     let cfg = MuxConfig {
         stream_window: ok.stream_window,
         session_window: ok.session_window,
         ping_after: opts.ping_interval,
         pong_timeout: opts.pong_timeout,
         ..MuxConfig::new(Role::Client)
-    };
+    }
+    .with_stream_limit(max_streams);
     let session = Session::start(cfg, carrier);
     let tickets = ok.join_tickets.clone().unwrap_or_default();
     let joins = tickets

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use crate::proto::{DEFAULT_SESSION_WINDOW, DEFAULT_STREAM_WINDOW};
 
+/// Streams per session when nobody says otherwise (DESIGN.md section 4).
+pub const DEFAULT_MAX_STREAMS: usize = 1024;
+
 /// Which end of the session this is; decides the parity of the stream ids it opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -65,12 +68,23 @@ impl MuxConfig {
             role,
             stream_window: DEFAULT_STREAM_WINDOW,
             session_window: DEFAULT_SESSION_WINDOW,
-            max_streams: 1024,
+            max_streams: DEFAULT_MAX_STREAMS,
             ping_after: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(60),
             max_pending_events: 1024,
             max_queued_control: 4096,
             idle_stream_timeout: None,
         }
+        .with_stream_limit(DEFAULT_MAX_STREAMS)
+    }
+
+    /// Sets the stream limit and the queue bounds that grow with it: every open stream may owe a
+    /// WINDOW or two and a RESET at once, and a burst of STREAM_OPENs waits as events until the
+    /// owner takes them, so neither may count as flooding below the stream limit.
+    pub fn with_stream_limit(mut self, max_streams: usize) -> Self {
+        self.max_streams = max_streams;
+        self.max_queued_control = max_streams.saturating_mul(4).max(4096);
+        self.max_pending_events = max_streams.saturating_add(1024);
+        self
     }
 }

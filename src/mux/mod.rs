@@ -25,7 +25,7 @@ mod transmit;
 
 pub use bind_traffic::{BindTraffic, TrafficByBinding};
 pub use carrier_life::CarrierLife;
-pub use config::{MuxConfig, Role};
+pub use config::{MuxConfig, Role, DEFAULT_MAX_STREAMS};
 pub use driver::{Session, SessionEvent};
 pub use error::MuxError;
 pub use flow::{RecvWindow, SendCredit};

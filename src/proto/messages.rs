@@ -88,6 +88,11 @@ pub struct HelloOk {
     /// *(underpass)* The server's `--domain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// *(underpass)* Most streams the server keeps open in this session
+    /// (`--max-streams-per-session`). A client takes it as its own limit, so raising the flag on
+    /// the server is enough; without it (another server) the client keeps the default 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_streams: Option<u32>,
 }
 
 /// One binding restored by a resume.

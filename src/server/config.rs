@@ -60,7 +60,7 @@ impl Default for Limits {
         Self {
             max_sessions: 256,
             max_bindings_per_session: 8,
-            max_streams_per_session: 1024,
+            max_streams_per_session: crate::mux::DEFAULT_MAX_STREAMS,
             max_connections_per_session: 8,
             hello_timeout: Duration::from_secs(5),
             stream_window: DEFAULT_STREAM_WINDOW,

@@ -198,6 +198,7 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
         session_window: limits.session_window,
         server_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         domain: state.config.domain.clone(),
+        max_streams: Some(u32::try_from(limits.max_streams_per_session).unwrap_or(u32::MAX)),
     };
     if state.is_draining() {
         return refuse(
@@ -303,14 +304,12 @@ fn mux_config(state: &ServerState) -> MuxConfig {
     MuxConfig {
         stream_window: l.stream_window,
         session_window: l.session_window,
-        max_streams: l.max_streams_per_session,
-        // Each stream may legitimately owe a WINDOW or two and a RESET at once.
-        max_queued_control: l.max_streams_per_session.saturating_mul(4).max(4096),
         ping_after: l.ping_after,
         pong_timeout: l.pong_timeout,
         idle_stream_timeout: (!l.idle_stream_timeout.is_zero()).then_some(l.idle_stream_timeout),
         ..MuxConfig::new(Role::Server)
     }
+    .with_stream_limit(l.max_streams_per_session)
 }
 
 async fn accept_join(state: Arc<ServerState>, mut carrier: Carrier, join: Join) {
