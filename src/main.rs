@@ -2,13 +2,19 @@
 #![forbid(unsafe_code)]
 
 // mimalloc keeps the 64-256 KiB message buffers of the data path in its pools; with glibc's
-// malloc large buffers are often fresh pages that fault in on first touch.
+// malloc large buffers are often fresh pages that fault in on first touch. The pools are
+// purged when workers go idle (`underpass::allocator`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     underpass::cli::drop_empty_env();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Idle workers hand freed memory back to the OS (see `underpass::allocator`).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(underpass::allocator::release_when_idle)
+        .build();
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
