@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use super::interim_io::InterimIo;
 use crate::mux::{RecvHalf, SendHalf};
-use crate::tcp::{splice_halves, splice_io, SpliceMeter};
+use crate::tcp::{splice_halves, splice_io, Held, SpliceMeter};
 
 /// Splices an upgraded connection onto a stream until both directions ended. The public edge
 /// serves visitors over [`InterimIo`]; the client dials its local service as a plain socket.
@@ -23,12 +23,16 @@ pub async fn splice_upgraded(
     send: SendHalf,
     meter: Option<&dyn SpliceMeter>,
 ) -> io::Result<(u64, u64)> {
-    let upgraded = match upgraded.downcast::<TokioIo<InterimIo<TcpStream>>>() {
+    let upgraded = match upgraded.downcast::<TokioIo<InterimIo<Held<TcpStream>>>>() {
         Ok(parts) => {
             return match parts.io.into_inner().into_inner() {
-                Ok(tcp) => splice_halves(tcp, parts.read_buf, recv, send, meter).await,
+                Ok(held) => {
+                    // The admission (fd permit, per-address place) lives as long as the splice.
+                    let (tcp, _admission) = held.into_parts();
+                    splice_halves(tcp, parts.read_buf, recv, send, meter).await
+                }
                 Err(edge) => splice_io(edge, parts.read_buf, recv, send, meter).await,
-            }
+            };
         }
         Err(upgraded) => upgraded,
     };

@@ -29,6 +29,12 @@ impl<T> Held<T> {
     pub fn get_ref(&self) -> &T {
         &self.io
     }
+
+    /// The connection and its guard apart (a splice that waits on the bare socket); keep the
+    /// guard as long as the connection.
+    pub fn into_parts(self) -> (T, Box<dyn Any + Send + Sync>) {
+        (self.io, self._guard)
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Held<T> {
