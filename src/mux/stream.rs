@@ -138,6 +138,45 @@ impl RecvHalf {
         }
     }
 
+    /// Every chunk already received (at least one: waits for one if there is none), up to
+    /// `max_chunks` chunks and about `max_bytes` bytes, appended to `out` as received (no copy),
+    /// so that a writer can hand them to one vectored write. Returns `false` at EOF, with
+    /// nothing appended; a reset after some chunks is reported by the next call. Stray heads
+    /// are skipped.
+    pub async fn recv_chunks(
+        &mut self,
+        out: &mut Vec<Bytes>,
+        max_chunks: usize,
+        max_bytes: usize,
+    ) -> io::Result<bool> {
+        let first = out.len();
+        poll_fn(|cx| {
+            let mut st = self.shared.lock();
+            let mut taken = 0;
+            loop {
+                let got_some = out.len() > first;
+                match st.poll_recv(self.id, usize::MAX, cx) {
+                    Poll::Ready(RecvItem::Data(b)) => {
+                        taken += b.len();
+                        out.push(b);
+                        if taken >= max_bytes || out.len() - first >= max_chunks {
+                            return Poll::Ready(Ok(true));
+                        }
+                    }
+                    Poll::Ready(RecvItem::Head(_)) => {}
+                    Poll::Ready(RecvItem::Eof) => return Poll::Ready(Ok(got_some)),
+                    Poll::Ready(RecvItem::Reset(code, reason)) if !got_some => {
+                        return Poll::Ready(Err(reset_error(code, &reason)))
+                    }
+                    Poll::Ready(RecvItem::Reset(..)) => return Poll::Ready(Ok(true)),
+                    Poll::Pending if got_some => return Poll::Ready(Ok(true)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        })
+        .await
+    }
+
     /// Next STREAM_RESPONSE_HEAD (interim or final).
     pub async fn recv_head(&mut self) -> io::Result<ResponseHead> {
         match poll_fn(|cx| self.poll_item(cx, 0)).await {

@@ -6,6 +6,7 @@ mod proxy_header;
 mod socket_options;
 mod splice;
 mod throttle;
+mod vectored;
 
 pub use held::Held;
 pub use proxy_header::{proxy_header, ProxyProtocol};

@@ -4,6 +4,7 @@
 mod flow;
 mod hostile_peer;
 mod lifecycle;
+mod recv_chunks;
 mod rejoin;
 mod send_parts;
 mod session;
