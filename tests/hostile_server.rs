@@ -71,6 +71,7 @@ fn hello_ok(granted: u32, tickets: Vec<JoinTicket>) -> HelloOk {
         session_window: 16 << 20,
         server_version: None,
         domain: None,
+        max_streams: None,
     }
 }
 
@@ -142,4 +143,11 @@ async fn a_window_of_zero_is_refused_instead_of_stalling() {
     let mut zero = hello_ok(1, Vec::new());
     zero.session_window = 0;
     expect_refused(zero, "window of 0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_limit_of_zero_is_refused_instead_of_refusing_every_stream() {
+    let mut zero = hello_ok(1, Vec::new());
+    zero.max_streams = Some(0);
+    expect_refused(zero, "maxStreams 0").await;
 }

@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use underpass_transports::{Carrier, Endpoint};
 
 use super::error::ClientError;
-use super::hello_check::check_hello_ok;
+use super::hello_check::{check_hello_ok, MAX_ANNOUNCED_STREAMS};
 use super::options::ClientOptions;
 use crate::mux::{MuxConfig, Role, Session, DEFAULT_MAX_STREAMS};
 use crate::proto::{
@@ -125,8 +125,10 @@ async fn open(
         }
     };
     // The server enforces its own stream limit; the client follows the one it announces
-    // instead of refusing streams the server allowed.
-    let max_streams = ok.max_streams.map_or(DEFAULT_MAX_STREAMS, |n| n as usize);
+    // instead of refusing streams the server allowed (up to a bound on what that may cost it).
+    let max_streams = ok.max_streams.map_or(DEFAULT_MAX_STREAMS, |n| {
+        (n as usize).min(MAX_ANNOUNCED_STREAMS)
+    });
     let cfg = MuxConfig {
         stream_window: ok.stream_window,
         session_window: ok.session_window,

@@ -8,6 +8,10 @@ use crate::proto::HelloOk;
 
 /// Most carriers one session may have (PROTOCOL.md: `connectionsGranted` is 1..16).
 pub const MAX_CARRIERS: u32 = 16;
+/// Most streams a client follows from `maxStreams`, whatever the server announces: its queue
+/// bounds grow with the limit (four answers and one event per stream), and every stream also
+/// holds a descriptor, so more than this is never usable and only lets a server grow them.
+pub const MAX_ANNOUNCED_STREAMS: usize = 1 << 20;
 /// Longest session id and ticket nonce accepted (ours are 22 and 32 characters).
 const MAX_ID_LEN: usize = 256;
 
@@ -24,6 +28,9 @@ fn problem(ok: &HelloOk, asked: u32) -> Option<String> {
             "a flow-control window of 0 (streamWindow {}, sessionWindow {}) would stall every stream",
             ok.stream_window, ok.session_window
         ));
+    }
+    if ok.max_streams == Some(0) {
+        return Some("maxStreams 0 would refuse every stream".into());
     }
     if ok.session_id.is_empty() || ok.session_id.len() > MAX_ID_LEN {
         return Some(format!(
@@ -93,6 +100,7 @@ mod tests {
             session_window: 16 << 20,
             server_version: None,
             domain: None,
+            max_streams: Some(4096),
         }
     }
 
@@ -129,6 +137,9 @@ mod tests {
         let mut zero = ok(None, &[]);
         zero.session_window = 0;
         assert!(err(&zero, 1).contains("window of 0"));
+        let mut zero = ok(None, &[]);
+        zero.max_streams = Some(0);
+        assert!(err(&zero, 1).contains("maxStreams 0"));
         let mut long = ok(Some(2), &[1]);
         long.join_tickets.as_mut().unwrap()[0].nonce = "n".repeat(300);
         assert!(err(&long, 2).contains("nonce of 300 bytes"));
