@@ -1,12 +1,12 @@
 //! `underpass admin sessions list` as a table for people: one line per session with its
-//! client, peer, protocol, carriers, streams and bindings.
+//! client, peer, protocol, carriers, carriers lost, streams and bindings.
 
 use serde_json::Value;
 
 /// The table for the admin API's `sessions` answer.
 pub fn sessions(listing: &Value) -> String {
     let header = [
-        "SESSION", "CLIENT", "PEER", "PROTO", "CARRIERS", "STREAMS", "BINDINGS",
+        "SESSION", "CLIENT", "PEER", "PROTO", "CARRIERS", "LOST", "STREAMS", "BINDINGS",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
@@ -34,6 +34,8 @@ pub fn sessions(listing: &Value) -> String {
             }
             .to_string(),
             carriers,
+            // An older server has no `carrierLosses`: "-".
+            number(&s["carrierLosses"]),
             number(&s["activeStreams"]),
             bindings(&s["bindings"]),
         ]);
@@ -90,7 +92,8 @@ mod tests {
     fn one_line_per_session_with_its_client() {
         let listing = json!({"sessions": [{
             "sessionId": "s_abc", "client": "alice", "peerAddr": "127.0.0.1:5000", "isV2": true,
-            "connectionsGranted": 4, "carriersActive": 4, "activeStreams": 2, "parked": false,
+            "connectionsGranted": 4, "carriersActive": 3, "activeStreams": 2, "parked": false,
+            "carrierLosses": 5,
             "bindings": [
                 {"bindId": 1, "kind": "http", "mode": "expose", "containerPort": 0, "route": "alice"},
                 {"bindId": 2, "kind": "tcp", "mode": "expose", "containerPort": 21000, "route": null},
@@ -105,7 +108,7 @@ mod tests {
         );
         assert!(lines[1].starts_with("s_abc"), "{table}");
         assert!(
-            lines[1].contains("alice   127.0.0.1:5000  v2     4/4       2"),
+            lines[1].contains("alice   127.0.0.1:5000  v2     3/4       5     2"),
             "{table}"
         );
         assert!(
