@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::*;
 use underpass::proto::{
-    decode_message, encode_frame, CarrierTicket, Frame, Hello, HelloAuth, HelloOk, Join,
-    TicketRequest,
+    decode_message, encode_frame, CarrierTicket, Frame, Hello, HelloAuth, HelloOk, HelloResume,
+    Join, TicketRequest,
 };
 use underpass::server::Server;
 use underpass_transports::ws::WsTransport;
@@ -73,6 +73,11 @@ impl Raw {
 
 /// A v2 session of `carriers` carriers opened by hand: carrier 0 and HELLO_OK.
 async fn hello(server: &Server, carriers: u32) -> (Raw, HelloOk) {
+    hello_resuming(server, carriers, None).await
+}
+
+/// [`hello`], resuming session `resume` when given.
+async fn hello_resuming(server: &Server, carriers: u32, resume: Option<&str>) -> (Raw, HelloOk) {
     let mut c0 = Raw::dial(server).await;
     c0.send(Frame::Hello(Hello {
         version: "hoody-tunnel.v2".into(),
@@ -81,7 +86,9 @@ async fn hello(server: &Server, carriers: u32) -> (Raw, HelloOk) {
             kind: "bearer".into(),
             token: TOKEN.into(),
         }),
-        resume: None,
+        resume: resume.map(|id| HelloResume {
+            session_id: id.into(),
+        }),
         max_connections: Some(carriers),
     }))
     .await;
@@ -240,6 +247,17 @@ async fn a_rejoin_for_a_parked_session_is_refused() {
     let t = ticket(&mut c0, 2).await;
     // Carrier 0 vanishes without a goodbye: the session is parked for a resume.
     drop(c0);
+    wait_parked(&server).await;
+    let (mut c, answer) = join(&server, &ok.session_id, 2, &t.nonce.unwrap()).await;
+    assert_eq!(refused_with(&answer), "SESSION_PARKED");
+    assert!(c.closed_by_server().await);
+    // HELLO_OK's ticket for carrier 1 does not get in either.
+    let (_, answer) = join(&server, &ok.session_id, 1, &nonce_of(&ok, 1)).await;
+    assert_eq!(refused_with(&answer), "SESSION_PARKED");
+}
+
+/// Waits until the only session is parked (carrier 0 went away without a goodbye).
+async fn wait_parked(server: &Server) {
     within(20, async {
         loop {
             let s = admin_sessions(server.local_addr(), ADMIN).await;
@@ -250,12 +268,30 @@ async fn a_rejoin_for_a_parked_session_is_refused() {
         }
     })
     .await;
-    let (mut c, answer) = join(&server, &ok.session_id, 2, &t.nonce.unwrap()).await;
-    assert_eq!(refused_with(&answer), "SESSION_PARKED");
-    assert!(c.closed_by_server().await);
-    // HELLO_OK's ticket for carrier 1 does not get in either.
-    let (_, answer) = join(&server, &ok.session_id, 1, &nonce_of(&ok, 1)).await;
-    assert_eq!(refused_with(&answer), "SESSION_PARKED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_that_grants_another_count_sets_the_carriers_tickets_are_for() {
+    let server = server_with(|c| c.admin_token = Some(ADMIN.into())).await;
+    let (mut c0, ok) = hello(&server, 3).await;
+    let id = ok.session_id.clone();
+    // Resumed asking fewer, then more carriers than the session first had: the admin API shows
+    // the new grant, a ticket for its last index is given, one for the index beyond is not.
+    for asked in [2, 4] {
+        drop(c0);
+        wait_parked(&server).await;
+        let (mut resumed, ok) = hello_resuming(&server, asked, Some(&id)).await;
+        assert!(ok.resumed);
+        assert_eq!(ok.connections_granted, Some(asked));
+        let s = &admin_sessions(server.local_addr(), ADMIN).await[0];
+        assert_eq!(s["carriers"], format!("1/{asked}"), "{s}");
+        assert_eq!(s["connectionsGranted"], asked, "{s}");
+        let t = ticket(&mut resumed, asked - 1).await;
+        assert_eq!(t.error, None, "{t:?}");
+        let t = ticket(&mut resumed, asked).await;
+        assert_eq!(t.error.map(|e| e.code).as_deref(), Some("INVALID_INDEX"));
+        c0 = resumed;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,7 +67,7 @@ pub fn answer(
     req: TicketRequest,
 ) -> Frame {
     let index = req.index;
-    let granted = entry.connections_granted;
+    let granted = entry.connections_granted();
     if entry.version != ProtocolVersion::V2 {
         return refuse(index, "NOT_STRIPED", "a v1 session has a single carrier");
     }

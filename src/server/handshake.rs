@@ -290,6 +290,8 @@ async fn resume(
         session.close(ErrorCode::PROTOCOL, RESUME_REFUSED);
         return;
     }
+    // The new connection's grant replaces the old one, before any ticket can be asked for.
+    entry.set_connections_granted(ok.connections_granted.unwrap_or(1));
     *entry.tickets.lock().unwrap_or_else(|e| e.into_inner()) = tickets;
     let binds = ok.resumed_binds.len();
     if session.send_control(&Frame::HelloOk(ok)).is_err() {

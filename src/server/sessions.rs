@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 
@@ -84,8 +84,8 @@ pub struct SessionEntry {
     pub peer: Option<SocketAddr>,
     /// v1 or v2.
     pub version: ProtocolVersion,
-    /// Carriers granted.
-    pub connections_granted: u32,
+    /// Carriers granted by the latest HELLO_OK (a resume may grant another number).
+    connections_granted: AtomicU32,
     /// Outstanding join tickets.
     pub tickets: Mutex<Vec<Ticket>>,
     /// Bindings by id.
@@ -113,7 +113,7 @@ impl SessionEntry {
             client,
             peer,
             version,
-            connections_granted,
+            connections_granted: AtomicU32::new(connections_granted),
             tickets: Mutex::new(tickets),
             bindings: Mutex::new(HashMap::new()),
             carrier_counts: Default::default(),
@@ -145,6 +145,16 @@ impl SessionEntry {
     /// Current generation: it changes when a resume replaces the mux.
     pub fn generation(&self) -> u64 {
         self.current().generation
+    }
+
+    /// Carriers granted to the session's current connection: at most this many live at once.
+    pub fn connections_granted(&self) -> u32 {
+        self.connections_granted.load(Ordering::Relaxed)
+    }
+
+    /// A resume's HELLO_OK granted `granted` carriers: tickets and listings follow it.
+    pub fn set_connections_granted(&self, granted: u32) {
+        self.connections_granted.store(granted, Ordering::Relaxed);
     }
 
     /// True while parked, waiting for a resume.

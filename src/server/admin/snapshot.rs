@@ -118,7 +118,7 @@ pub fn sessions(state: &ServerState) -> Vec<SessionView> {
                 client: entry.client.name.clone(),
                 peer: entry.peer,
                 version: entry.version,
-                connections_granted: entry.connections_granted,
+                connections_granted: entry.connections_granted(),
                 active_streams,
                 max_streams,
                 carriers,
