@@ -202,13 +202,21 @@ async fn a_fresh_ticket_rejoins_a_lost_carrier_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tickets_are_only_for_granted_secondary_carriers() {
-    let server = server().await;
-    let (mut c0, _) = hello(&server, 2).await;
+    let server = server_with(|c| c.admin_token = Some(ADMIN.into())).await;
+    let (mut c0, ok) = hello(&server, 2).await;
     for index in [0, 2, 99] {
         let t = ticket(&mut c0, index).await;
         assert_eq!(t.nonce, None, "{t:?}");
         assert_eq!(t.error.map(|e| e.code).as_deref(), Some("INVALID_INDEX"));
     }
+    // A ticket admits its own index only: carrier 1's does not open a third carrier 2.
+    let nonce = nonce_of(&ok, 1);
+    let (_, answer) = join(&server, &ok.session_id, 2, &nonce).await;
+    assert_eq!(refused_with(&answer), "INVALID_TICKET");
+    let (_c1, answer) = join(&server, &ok.session_id, 1, &nonce).await;
+    assert!(matches!(answer, Frame::JoinOk(_)), "{answer:?}");
+    let s = &admin_sessions(server.local_addr(), ADMIN).await[0];
+    assert_eq!(s["carriers"], "2/2", "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
