@@ -6,10 +6,18 @@
 //! of a finished bulk transfer stays resident for good. [`release_when_idle`] runs as the async
 //! runtime's park hook, so every worker that runs out of work collects its own heap and purges
 //! the freed pages, at most once a second so busy workers pay nothing noticeable.
+//!
+//! A park that comes too soon after the last collection skips it, and that park may be the last
+//! one before a long quiet spell: what the worker freed in its final second would then stay
+//! resident until something wakes it (a keepalive, 30 s later). So a skipped park also asks
+//! [`wake_idle_workers`] to wake every worker once the second has passed; each parks again and
+//! collects then.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 /// Least time between two collections on one thread.
 const EVERY: Duration = Duration::from_secs(1);
@@ -18,9 +26,13 @@ thread_local! {
     static LAST_COLLECT: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
+/// Told by a park that skipped its collection.
+static OWED: Notify = Notify::const_new();
+
 /// Collects this thread's mimalloc heap and purges freed memory, unless it did so less than a
-/// second ago. Meant for `tokio::runtime::Builder::on_thread_park`; harmless (a no-op in effect)
-/// when mimalloc is not the global allocator.
+/// second ago (then it asks [`wake_idle_workers`] for a later park). Meant for
+/// `tokio::runtime::Builder::on_thread_park`; harmless (a no-op in effect) when mimalloc is not
+/// the global allocator.
 pub fn release_when_idle() {
     let now = Instant::now();
     let due = LAST_COLLECT.with(|last| {
@@ -34,5 +46,22 @@ pub fn release_when_idle() {
         // SAFETY: mi_collect has no preconditions; it walks the calling thread's heap and the
         // process-wide arenas under mimalloc's own synchronisation.
         unsafe { libmimalloc_sys::mi_collect(true) }
+    } else {
+        // Stores one permit at most: a busy runtime wakes the task below about once a second.
+        OWED.notify_one();
+    }
+}
+
+/// Runs for the life of the runtime (spawn it once): after a park skipped its collection, waits
+/// out the interval and then wakes all `workers` (one empty task each; a second task queued on
+/// a worker makes the runtime wake a parked one to take it), so each parks again and collects.
+/// Costs nothing while the runtime stays idle.
+pub async fn wake_idle_workers(workers: usize) {
+    loop {
+        OWED.notified().await;
+        tokio::time::sleep(EVERY).await;
+        for _ in 0..workers.max(1) {
+            tokio::spawn(async {});
+        }
     }
 }

@@ -21,6 +21,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let workers = runtime.metrics().num_workers();
+    runtime.spawn(underpass::allocator::wake_idle_workers(workers));
     match runtime.block_on(underpass::cli::main()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
