@@ -100,11 +100,39 @@ async fn a_dropped_connection_is_resumed_with_every_binding() {
 
 #[tokio::test]
 async fn after_the_grace_period_the_session_and_its_bindings_are_gone() {
-    let (server, relay, opts, client, _route) = relayed(Duration::from_millis(300), "g").await;
+    // The default grace (60 s), passed on tokio's paused clock: the sockets work in real time
+    // while the clock runs, and the minute goes by in one step once the session is parked.
+    let grace = underpass::server::Limits::default().resume_grace;
+    assert_eq!(grace, Duration::from_secs(60));
+    let (server, relay, opts, client, _route) = relayed(grace, "g").await;
     let id = client.session_id();
     relay.cut();
     let state = server.state().clone();
-    wait_for("removed", || state.sessions.get(&id).is_none()).await;
+    wait_for("parked", || {
+        state.sessions.get(&id).is_some_and(|e| e.is_parked())
+    })
+    .await;
+    tokio::time::pause();
+    tokio::time::advance(grace - Duration::from_secs(1)).await;
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        state.sessions.get(&id).is_some(),
+        "still parked just before the grace ends"
+    );
+    tokio::time::advance(Duration::from_secs(2)).await;
+    for _ in 0..1000 {
+        if state.sessions.get(&id).is_none() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    tokio::time::resume();
+    assert!(
+        state.sessions.get(&id).is_none(),
+        "removed when the grace ran out"
+    );
     assert_eq!(visit(server.local_addr(), "g.example.test").await.0, 404);
     let err = within(10, client.resume(&opts)).await.unwrap_err();
     assert!(matches!(err, ClientError::ResumeRefused(_)), "{err}");
