@@ -128,6 +128,8 @@ async fn accept_hello(state: Arc<ServerState>, mut carrier: Carrier, hello: Hell
     let Some(client) = state.clients.authenticate(&token) else {
         return refuse(&state, &mut carrier, ErrorCode::AUTH, "invalid token").await;
     };
+    // A token holder: the transport may lift what it allows unauthenticated peers.
+    carrier.rx.peer_authenticated();
     let Some(version) = ProtocolVersion::parse(&hello.version) else {
         return refuse(
             &state,
@@ -338,6 +340,7 @@ async fn accept_join(state: Arc<ServerState>, mut carrier: Carrier, join: Join) 
     if let Err(err) = carrier_tickets::admit(&entry, join.index) {
         return refuse_join(carrier, err).await;
     }
+    carrier.rx.peer_authenticated();
     let ok = Frame::JoinOk(JoinOk {
         session_id: entry.id.clone(),
         index: join.index,

@@ -1,12 +1,14 @@
 //! The QUIC listener: every accepted QUIC stream is a carrier that goes through the same
 //! HELLO/JOIN handshake as a WebSocket carrier. Nothing above the handshake knows the difference.
+//! Each QUIC connection is admitted like a TCP connection (`--max-connections-per-ip`, then a
+//! permit of `--fd-budget`, held while it lives).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
-use underpass_transports::quic::{QuicAcceptor, QuicTuning};
+use underpass_transports::quic::{Admission, QuicAcceptor, QuicTuning};
 
 use super::config::QuicListen;
 use super::handshake;
@@ -18,8 +20,13 @@ pub fn start(
     listen: QuicListen,
 ) -> io::Result<(SocketAddr, JoinHandle<()>)> {
     let tuning = tuning_for(&state);
-    let mut acceptor =
-        QuicAcceptor::bind_with_tuning(listen.addr, listen.cert, tuning).map_err(|e| {
+    let admitting = state.clone();
+    let admission: Admission = Arc::new(move |peer: SocketAddr| {
+        let admitted = admitting.admit_connection(peer.ip()).ok()?;
+        Some(Box::new(admitted) as Box<dyn Send>)
+    });
+    let mut acceptor = QuicAcceptor::bind_admitting(listen.addr, listen.cert, tuning, admission)
+        .map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot listen for QUIC on {}: {e}", listen.addr),
@@ -35,7 +42,8 @@ pub fn start(
 }
 
 /// QUIC flow-control windows at least as large as the mux windows, so QUIC never becomes the
-/// tighter limit; keep-alive well inside the mux's ping interval.
+/// tighter limit once a carrier is authenticated; keep-alive well inside the mux's ping
+/// interval; a connection that authenticates no carrier in twice the hello timeout is closed.
 fn tuning_for(state: &ServerState) -> QuicTuning {
     let limits = &state.config.limits;
     let mut t = QuicTuning::default();
@@ -46,5 +54,6 @@ fn tuning_for(state: &ServerState) -> QuicTuning {
     t.max_carriers_per_connection = t
         .max_carriers_per_connection
         .max(limits.max_connections_per_session * 2);
+    t.unauthenticated_timeout = limits.hello_timeout.saturating_mul(2);
     t
 }

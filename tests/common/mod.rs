@@ -19,6 +19,8 @@ mod outcomes;
 mod process;
 mod raw_http;
 mod raw_peer;
+#[cfg(feature = "quic")]
+mod raw_quic;
 mod readme;
 mod tinyproxy;
 mod tls;
@@ -54,6 +56,9 @@ pub use self::process::*;
 pub use self::raw_http::*;
 #[allow(unused_imports)]
 pub use self::raw_peer::*;
+#[cfg(feature = "quic")]
+#[allow(unused_imports)]
+pub use self::raw_quic::*;
 #[allow(unused_imports)]
 pub use self::readme::*;
 #[allow(unused_imports)]

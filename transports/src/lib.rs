@@ -130,6 +130,12 @@ pub trait CarrierRx: Send {
     /// Next message; `Ok(None)` when the peer closed cleanly. Cancel safe: dropping the future
     /// loses no message.
     async fn recv(&mut self) -> io::Result<Option<Bytes>>;
+
+    /// The layer above accepted this carrier's first message (a HELLO with a valid token, a
+    /// JOIN with a valid ticket): its peer is authenticated. A transport that holds
+    /// unauthenticated peers to tighter limits (QUIC: a small receive window, few carriers, a
+    /// deadline) lifts them for the whole connection. The default does nothing.
+    fn peer_authenticated(&mut self) {}
 }
 
 /// A way to dial carriers to a server (client side).

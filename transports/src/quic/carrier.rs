@@ -2,6 +2,7 @@
 
 use crate::rx_end::RxEnd;
 use std::io;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -9,13 +10,17 @@ use quinn::VarInt;
 
 use super::errors::{connection_error, read_error, write_error};
 use super::framing::FrameReader;
+use super::gate::Gate;
 use super::{ALPN_STR, CODE_DROPPED};
 use crate::{Carrier, CarrierInfo, CarrierRx, CarrierTx};
 
+/// One carrier of `conn`; `gate` is the server connection's unauthenticated limits (none on a
+/// client).
 pub(super) fn carrier(
     send: quinn::SendStream,
     recv: quinn::RecvStream,
     conn: quinn::Connection,
+    gate: Option<Arc<Gate>>,
 ) -> Carrier {
     let info = CarrierInfo {
         transport: "quic",
@@ -33,6 +38,7 @@ pub(super) fn carrier(
             stream: recv,
             reader: FrameReader::default(),
             state: RxEnd::Open,
+            gate,
         }),
         info,
     }
@@ -95,6 +101,7 @@ struct QuicRx {
     stream: quinn::RecvStream,
     reader: FrameReader,
     state: RxEnd,
+    gate: Option<Arc<Gate>>,
 }
 
 impl QuicRx {
@@ -129,5 +136,11 @@ impl CarrierRx for QuicRx {
         let result = self.next_frame().await;
         self.state.record(&result);
         result
+    }
+
+    fn peer_authenticated(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            gate.open();
+        }
     }
 }

@@ -212,7 +212,7 @@ impl QuicTransport {
         let (mut conn, mut reused) = self.connection(&target, None).await?;
         loop {
             match conn.open_bi().await {
-                Ok((send, recv)) => return Ok(carrier(send, recv, conn)),
+                Ok((send, recv)) => return Ok(carrier(send, recv, conn, None)),
                 // The cached connection died since it was checked: dial a fresh one, once.
                 Err(_) if reused => {
                     (conn, reused) = self.connection(&target, Some(conn.stable_id())).await?;

@@ -28,6 +28,7 @@ mod cert;
 mod client;
 mod errors;
 mod framing;
+mod gate;
 mod server;
 mod tuning;
 
@@ -36,7 +37,7 @@ use std::time::Duration;
 pub use cert::QuicServerCert;
 pub use client::QuicTransport;
 pub use framing::MAX_FRAME_PAYLOAD;
-pub use server::QuicAcceptor;
+pub use server::{Admission, QuicAcceptor};
 pub use tuning::QuicTuning;
 
 /// The rustls version quinn is built on (the same one as [`crate::ws::rustls`]).

@@ -14,12 +14,24 @@ use tokio::task::JoinHandle;
 
 use super::carrier::carrier;
 use super::cert::QuicServerCert;
+use super::gate::Gate;
 use super::tuning::{new_endpoint, QuicTuning};
 use super::ALPN;
 use crate::tls::provider;
 use crate::Carrier;
 
+/// Decides whether a new QUIC connection from an address is taken, before any handshake work
+/// (and after the address was validated with a Retry, so a spoofed source takes nothing): `Some`
+/// admits it, and the value is held for as long as the connection lives (a permit of a connection
+/// budget, say); `None` refuses it with CONNECTION_REFUSED.
+pub type Admission = Arc<dyn Fn(SocketAddr) -> Option<Box<dyn Send>> + Send + Sync>;
+
 /// Accepts QUIC connections on a UDP socket and yields their carriers.
+///
+/// Until one of its carriers is authenticated
+/// ([`CarrierRx::peer_authenticated`](crate::CarrierRx::peer_authenticated)) a connection is
+/// held to the `unauthenticated_*` limits of its [`QuicTuning`], and closed when that does not
+/// happen within `unauthenticated_timeout`.
 ///
 /// Dropping it stops accepting connections, like dropping a `TcpListener`: new handshakes get no
 /// answer (the client times out) and new streams on existing connections are not taken, but the
@@ -48,11 +60,22 @@ impl QuicAcceptor {
         Self::bind_with_tuning(addr, cert, QuicTuning::default())
     }
 
-    /// [`bind`](Self::bind) with explicit tuning.
+    /// [`bind`](Self::bind) with explicit tuning; every connection is admitted.
     pub fn bind_with_tuning(
         addr: SocketAddr,
         cert: QuicServerCert,
         tuning: QuicTuning,
+    ) -> io::Result<QuicAcceptor> {
+        Self::bind_admitting(addr, cert, tuning, Arc::new(|_| Some(Box::new(()))))
+    }
+
+    /// [`bind_with_tuning`](Self::bind_with_tuning), taking only the connections `admission`
+    /// admits.
+    pub fn bind_admitting(
+        addr: SocketAddr,
+        cert: QuicServerCert,
+        tuning: QuicTuning,
+        admission: Admission,
     ) -> io::Result<QuicAcceptor> {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -77,7 +100,13 @@ impl QuicAcceptor {
         // Small: a full queue holds back accept_bi of that connection, and the client waits.
         let (sink, carriers) = mpsc::channel(16);
         let connections = Arc::new(AtomicU64::new(0));
-        let accept_loop = tokio::spawn(accept_loop(endpoint.clone(), sink, connections.clone()));
+        let accept_loop = tokio::spawn(accept_loop(
+            endpoint.clone(),
+            sink,
+            connections.clone(),
+            admission,
+            tuning,
+        ));
         Ok(QuicAcceptor {
             endpoint,
             local_addr,
@@ -122,13 +151,30 @@ async fn accept_loop(
     endpoint: quinn::Endpoint,
     sink: mpsc::Sender<Carrier>,
     connections: Arc<AtomicU64>,
+    admission: Admission,
+    tuning: QuicTuning,
 ) {
     while let Some(incoming) = endpoint.accept().await {
+        let peer = incoming.remote_address();
+        // A Retry first: it proves the source address, costs the server no state, and the
+        // client one round trip.
+        if !incoming.remote_address_validated() && incoming.may_retry() {
+            if let Err(e) = incoming.retry() {
+                tracing::debug!(%peer, error = %e, "QUIC retry failed");
+            }
+            continue;
+        }
+        let Some(admitted) = admission(peer) else {
+            tracing::debug!(%peer, "QUIC connection not admitted; refused");
+            incoming.refuse();
+            continue;
+        };
         let sink = sink.clone();
         let connections = connections.clone();
+        let tuning = tuning.clone();
         // A task per connection, so a slow handshake holds up nobody else.
         tokio::spawn(async move {
-            let peer = incoming.remote_address();
+            let _admitted = admitted;
             let conn = match incoming.await {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -147,18 +193,36 @@ async fn accept_loop(
             }
             connections.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "QUIC connection accepted");
-            serve_connection(conn, sink).await;
+            let deadline = tuning.unauthenticated_timeout;
+            let gate = Arc::new(Gate::new(conn.clone(), tuning));
+            let serving = serve_connection(conn.clone(), sink, gate.clone());
+            tokio::pin!(serving);
+            tokio::select! {
+                () = &mut serving => return,
+                () = gate.opened() => {}
+                () = tokio::time::sleep(deadline) => {
+                    tracing::debug!(%peer, "no carrier of a QUIC connection authenticated in time; closing");
+                    conn.close(VarInt::from_u32(CODE_UNAUTHENTICATED), b"no HELLO or JOIN accepted in time");
+                    return;
+                }
+            }
+            serving.await;
         });
     }
 }
 
+/// Application close code of a connection that authenticated no carrier in time (PROTOCOL.md's
+/// 1002, protocol error, as for a carrier that sends no HELLO).
+const CODE_UNAUTHENTICATED: u32 = 1002;
+
 /// Hands out every bidirectional stream of `conn` as a carrier until it closes.
-async fn serve_connection(conn: quinn::Connection, sink: mpsc::Sender<Carrier>) {
+async fn serve_connection(conn: quinn::Connection, sink: mpsc::Sender<Carrier>, gate: Arc<Gate>) {
     loop {
         tokio::select! {
             accepted = conn.accept_bi() => match accepted {
                 Ok((send, recv)) => {
-                    if sink.send(carrier(send, recv, conn.clone())).await.is_err() {
+                    let carrier = carrier(send, recv, conn.clone(), Some(gate.clone()));
+                    if sink.send(carrier).await.is_err() {
                         // The acceptor is gone: nobody takes carriers any more.
                         return;
                     }

@@ -24,6 +24,16 @@ pub struct QuicTuning {
     pub send_window: u64,
     /// Carriers (bidirectional streams) a client may have open at once on one connection.
     pub max_carriers_per_connection: u32,
+    /// Server side: the connection receive window until one of the connection's carriers is
+    /// authenticated ([`CarrierRx::peer_authenticated`](crate::CarrierRx::peer_authenticated)).
+    /// With one partial frame per carrier, this bounds what an unauthenticated peer can make the
+    /// server buffer.
+    pub unauthenticated_receive_window: u32,
+    /// Server side: carriers an unauthenticated connection may have open at once.
+    pub unauthenticated_carriers: u32,
+    /// Server side: a connection none of whose carriers is authenticated within this time is
+    /// closed (a peer that completes the QUIC handshake and then says nothing).
+    pub unauthenticated_timeout: Duration,
     /// Keep-alive interval; keeps NAT bindings and idle connections alive.
     pub keep_alive_interval: Duration,
     /// A connection silent for this long is dead (at most 2^62 ms).
@@ -39,6 +49,10 @@ impl Default for QuicTuning {
             receive_window: 32 << 20,
             send_window: 32 << 20,
             max_carriers_per_connection: 64,
+            // Two whole frames (a HELLO or JOIN is one).
+            unauthenticated_receive_window: 128 << 10,
+            unauthenticated_carriers: 4,
+            unauthenticated_timeout: Duration::from_secs(10),
             keep_alive_interval: Duration::from_secs(15),
             max_idle_timeout: Duration::from_secs(60),
             socket_buffer_bytes: 4 << 20,
@@ -48,8 +62,9 @@ impl Default for QuicTuning {
 
 impl QuicTuning {
     /// quinn's transport settings. A client accepts no stream from the server (`server` false):
-    /// carriers are always opened by the client. Datagrams and unidirectional streams are unused,
-    /// so they are refused.
+    /// carriers are always opened by the client. A server starts every connection at the
+    /// unauthenticated limits; [`open_up`](Self::open_up) lifts them. Datagrams and
+    /// unidirectional streams are unused, so they are refused.
     pub(super) fn transport_config(&self, server: bool) -> io::Result<quinn::TransportConfig> {
         let idle = quinn::IdleTimeout::try_from(self.max_idle_timeout).map_err(|_| {
             io::Error::new(
@@ -60,10 +75,15 @@ impl QuicTuning {
         let mut config = quinn::TransportConfig::default();
         config
             .stream_receive_window(VarInt::from_u32(self.stream_receive_window))
-            .receive_window(VarInt::from_u32(self.receive_window))
+            .receive_window(VarInt::from_u32(if server {
+                self.unauthenticated_receive_window.min(self.receive_window)
+            } else {
+                self.receive_window
+            }))
             .send_window(self.send_window)
             .max_concurrent_bidi_streams(VarInt::from_u32(if server {
-                self.max_carriers_per_connection
+                self.unauthenticated_carriers
+                    .min(self.max_carriers_per_connection)
             } else {
                 0
             }))
@@ -74,6 +94,12 @@ impl QuicTuning {
         // GSO and GRO need no setting: quinn-udp uses them by itself where the kernel has them,
         // and falls back to one datagram per system call elsewhere.
         Ok(config)
+    }
+
+    /// Lifts a server connection from the unauthenticated limits to the full ones.
+    pub(super) fn open_up(&self, conn: &quinn::Connection) {
+        conn.set_receive_window(VarInt::from_u32(self.receive_window));
+        conn.set_max_concurrent_bi_streams(VarInt::from_u32(self.max_carriers_per_connection));
     }
 }
 
