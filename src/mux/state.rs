@@ -14,7 +14,7 @@ use super::error::MuxError;
 use super::flow::{RecvWindow, SendCredit};
 use super::outbox::{CarrierSlot, OutFrame};
 use super::stream_slot::StreamSlot;
-use crate::proto::{encode_frame, ErrorCode, Frame, GoAway, StreamOpen};
+use crate::proto::{encode_frame, EncodeError, ErrorCode, Frame, GoAway, StreamOpen};
 
 /// What the session owner must act on.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,8 +211,15 @@ impl MuxState {
     // ---- queueing -------------------------------------------------------------------------
 
     pub(super) fn encode(frame: &Frame) -> Result<Bytes, MuxError> {
+        Self::encode_with(|out| encode_frame(frame, out))
+    }
+
+    /// One frame written by `write` (an encoder that borrows what it encodes).
+    pub(super) fn encode_with(
+        write: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+    ) -> Result<Bytes, MuxError> {
         let mut out = BytesMut::new();
-        encode_frame(frame, &mut out).map_err(|e| MuxError::Encode(e.to_string()))?;
+        write(&mut out).map_err(|e| MuxError::Encode(e.to_string()))?;
         Ok(out.freeze())
     }
 

@@ -9,7 +9,10 @@ use super::error::MuxError;
 use super::outbox::OutFrame;
 use super::state::MuxState;
 use super::stream_slot::{Inbound, RecvItem, StreamSlot};
-use crate::proto::{ErrorCode, Frame, ResponseHead, StreamOpen, MAX_PAYLOAD};
+use crate::proto::{
+    encode_response_head, encode_stream_open, ErrorCode, Frame, ResponseHead, StreamOpen,
+    MAX_PAYLOAD,
+};
 
 impl MuxState {
     /// The live carrier with the fewest active streams (lowest index on ties).
@@ -42,10 +45,7 @@ impl MuxState {
                 "stream ids exhausted".into(),
             ));
         }
-        let frame = Self::encode(&Frame::StreamOpen {
-            stream_id: id,
-            open: open.clone(),
-        })?;
+        let frame = Self::encode_with(|out| encode_stream_open(id, open, out))?;
         self.next_local_id += 2;
         let carrier = self.pick_carrier();
         self.streams.insert(
@@ -79,10 +79,7 @@ impl MuxState {
     /// Queues a STREAM_RESPONSE_HEAD on a stream.
     pub fn send_head(&mut self, id: u32, head: &ResponseHead) -> Result<(), MuxError> {
         self.writable_slot(id)?.activity.touch();
-        let frame = Self::encode(&Frame::ResponseHead {
-            stream_id: id,
-            head: head.clone(),
-        })?;
+        let frame = Self::encode_with(|out| encode_response_head(id, head, out))?;
         self.push_stream_frame(id, OutFrame::Encoded(frame));
         Ok(())
     }

@@ -9,7 +9,9 @@ mod messages;
 mod tickets;
 mod version;
 
-pub use codec::{decode_message, encode_frame, FrameDecoder};
+pub use codec::{
+    decode_message, encode_frame, encode_response_head, encode_stream_open, FrameDecoder,
+};
 pub use codes::{BindErrorCode, ErrorCode};
 pub use frame::{Frame, FrameType};
 pub use messages::*;
