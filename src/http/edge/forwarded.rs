@@ -187,16 +187,28 @@ pub fn write_forwarded_headers(headers: &mut HeaderMap, info: &ClientInfo) {
             headers.remove(X_FORWARDED_HOST);
         }
     }
-    let client = HeaderValue::from_str(&info.client_ip.to_string())
-        .expect("an IP address is a valid header value");
+    let client = if info.peer_trusted {
+        HeaderValue::from_str(&info.client_ip.to_string())
+            .expect("an IP address is a valid header value")
+    } else {
+        // An untrusted peer's chain is its own address alone: the client's, already formatted.
+        info.forwarded_for.clone()
+    };
     headers.insert(X_REAL_IP, client);
 }
 
 /// Whether a (lowercase) header name, read with `_` as `-` the way CGI-style stacks do, is
 /// one of the client-address or public-host headers.
 fn names_client_address(name: &str) -> bool {
-    let dashed = name.replace('_', "-");
-    dashed.starts_with("x-forwarded-") || CLIENT_ADDRESS_HEADERS.contains(&dashed.as_str())
+    let named = |dashed: &str| {
+        dashed.starts_with("x-forwarded-") || CLIENT_ADDRESS_HEADERS.contains(&dashed)
+    };
+    // Most names have no `_`: no copy for them.
+    if name.contains('_') {
+        named(&name.replace('_', "-"))
+    } else {
+        named(name)
+    }
 }
 
 /// The first item of `X-Forwarded-Host` if it is a host (`name`, `name:port`, `[v6]:port`);

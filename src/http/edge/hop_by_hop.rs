@@ -54,15 +54,15 @@ fn strip(headers: &mut HeaderMap, keep_upgrade: bool) {
         Vec::new()
     };
 
-    // Collected first because removal needs `&mut` while the tokens borrow the map.
-    let listed: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|t| HeaderName::from_bytes(t.to_ascii_lowercase().as_bytes()).ok())
-        .filter(|name| name != header::HOST)
+    // Only the names present are removed (a removal hashes; most heads hold one or none),
+    // collected first because removal needs `&mut` while the names borrow the map.
+    let hop = HopByHop::of(headers);
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| hop.contains(n))
+        .cloned()
         .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in ALWAYS_HOP_BY_HOP {
+    for name in present {
         headers.remove(name);
     }
 
@@ -71,6 +71,29 @@ fn strip(headers: &mut HeaderMap, keep_upgrade: bool) {
         for value in upgrade_values {
             headers.append(header::UPGRADE, value);
         }
+    }
+}
+
+/// The names [`strip_hop_by_hop`] removes from one head, to ask of a name without changing
+/// the head (copying a head without its hop-by-hop headers).
+pub struct HopByHop {
+    /// Names listed by `Connection` (never `Host`).
+    listed: Vec<HeaderName>,
+}
+
+impl HopByHop {
+    /// The hop-by-hop names of `headers`.
+    pub fn of(headers: &HeaderMap) -> Self {
+        let listed = connection_tokens(headers)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|name| name != header::HOST)
+            .collect();
+        Self { listed }
+    }
+
+    /// Whether `name` is hop-by-hop in that head.
+    pub fn contains(&self, name: &HeaderName) -> bool {
+        ALWAYS_HOP_BY_HOP.contains(name) || self.listed.contains(name)
     }
 }
 
