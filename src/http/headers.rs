@@ -5,8 +5,17 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Headers as protocol pairs. Values that are not UTF-8 cannot travel in JSON and are dropped.
 pub fn to_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    to_pairs_where(headers, |_| true)
+}
+
+/// [`to_pairs`] of the headers whose name passes `keep`.
+pub fn to_pairs_where(
+    headers: &HeaderMap,
+    keep: impl Fn(&HeaderName) -> bool,
+) -> Vec<(String, String)> {
     headers
         .iter()
+        .filter(|(name, _)| keep(name))
         .filter_map(|(name, value)| {
             value
                 .to_str()

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::upgrade::Upgraded;
@@ -15,9 +16,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::body::{MuxBody, ProxyBody};
-use super::edge::hop_by_hop::{strip_hop_by_hop, strip_hop_by_hop_keep_upgrade};
+use super::edge::hop_by_hop::{strip_hop_by_hop_keep_upgrade, HopByHop};
 use super::edge::visitor_error;
-use super::headers::{from_pairs, to_pairs};
+use super::headers::{from_pairs, to_pairs, to_pairs_where};
 use super::interim_io::MAX_INTERIM_HEADS;
 use super::tap::{self, Tap, Watch};
 use super::upgraded::splice_upgraded;
@@ -54,6 +55,8 @@ impl std::fmt::Debug for LocalService {
 #[derive(Clone)]
 pub struct LocalPort {
     addr: SocketAddr,
+    /// `addr` as a URI authority, made once rather than per request.
+    authority: Authority,
     client: Client<HttpConnector, ProxyBody>,
 }
 
@@ -72,7 +75,13 @@ impl LocalPort {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build(connector);
-        Self { addr, client }
+        let authority = Authority::try_from(addr.to_string())
+            .expect("a socket address is a valid URI authority");
+        Self {
+            addr,
+            authority,
+            client,
+        }
     }
 
     /// The service's address.
@@ -82,15 +91,18 @@ impl LocalPort {
 }
 
 fn head_of<B>(resp: &Response<B>, upgrade: bool) -> ResponseHead {
-    let mut headers = resp.headers().clone();
-    if upgrade {
+    let headers = if upgrade {
+        let mut headers = resp.headers().clone();
         strip_hop_by_hop_keep_upgrade(&mut headers);
+        to_pairs(&headers)
     } else {
-        strip_hop_by_hop(&mut headers);
-    }
+        // The pairs are copied anyway: skip the hop-by-hop ones then, not in a copy of the map.
+        let hop = HopByHop::of(resp.headers());
+        to_pairs_where(resp.headers(), |name| !hop.contains(name))
+    };
     ResponseHead {
         status: resp.status().as_u16(),
-        headers: to_pairs(&headers),
+        headers,
         is_final: true,
     }
 }
@@ -151,7 +163,7 @@ async fn pump_response(send: &mut SendHalf, resp: Response<ProxyBody>) -> Status
 fn build_request(
     open: &StreamOpen,
     body: ProxyBody,
-    authority: &str,
+    authority: Authority,
 ) -> Result<Request<ProxyBody>, String> {
     let method = Method::from_bytes(open.method.as_deref().unwrap_or("GET").as_bytes())
         .map_err(|_| "invalid method".to_string())?;
@@ -159,9 +171,18 @@ fn build_request(
     if !target.starts_with('/') {
         return Err(format!("request target must start with '/': {target:?}"));
     }
-    let uri: Uri = format!("http://{authority}{target}")
-        .parse()
-        .map_err(|_| "invalid request target".to_string())?;
+    // `http://{authority}{target}`, assembled from its parts rather than formatted and parsed.
+    let uri = PathAndQuery::try_from(target)
+        .ok()
+        .and_then(|path| {
+            Uri::builder()
+                .scheme(Scheme::HTTP)
+                .authority(authority)
+                .path_and_query(path)
+                .build()
+                .ok()
+        })
+        .ok_or_else(|| "invalid request target".to_string())?;
     let mut headers = from_pairs(&open.headers)?;
     // HTTP/1.1: a request has a body only with Content-Length or Transfer-Encoding. Without
     // either the body is empty, so the local server never sees a chunked GET.
@@ -275,8 +296,7 @@ async fn serve_port(
     watch: Option<&Watch>,
 ) -> StatusCode {
     let (recv, mut send) = stream.split();
-    let authority = local.addr.to_string();
-    let mut req = match build_request(open, MuxBody::new(recv).boxed(), &authority) {
+    let mut req = match build_request(open, MuxBody::new(recv).boxed(), local.authority.clone()) {
         Ok(r) => tap::request(watch, r),
         Err(e) => return bad_request(&mut send, &e, watch).await,
     };
@@ -356,9 +376,8 @@ async fn serve_upgrade(
     watch: Option<&Watch>,
 ) -> Upgrade {
     let (recv, mut send) = stream.split();
-    let authority = local.addr.to_string();
     let empty = Empty::new().map_err(|never| match never {}).boxed();
-    let mut req = match build_request(open, empty, &authority) {
+    let mut req = match build_request(open, empty, local.authority.clone()) {
         Ok(r) => tap::request(watch, r),
         Err(e) => return Upgrade::Answered(bad_request(&mut send, &e, watch).await),
     };
@@ -431,7 +450,9 @@ async fn serve_handler(
     watch: Option<&Watch>,
 ) -> StatusCode {
     let (recv, mut send) = stream.split();
-    let req = match build_request(open, MuxBody::new(recv).boxed(), handler_authority(open)) {
+    let req = handler_authority(open)
+        .and_then(|authority| build_request(open, MuxBody::new(recv).boxed(), authority));
+    let req = match req {
         Ok(r) => tap::request(watch, r),
         Err(e) => return bad_request(&mut send, &e, watch).await,
     };
@@ -443,11 +464,12 @@ async fn serve_handler(
 }
 
 /// The authority a handler's request carries: the public host, as the visitor asked.
-fn handler_authority(open: &StreamOpen) -> &str {
-    match host_of(open) {
+fn handler_authority(open: &StreamOpen) -> Result<Authority, String> {
+    let host = match host_of(open) {
         "-" => "localhost",
         host => host,
-    }
+    };
+    Authority::try_from(host).map_err(|_| "invalid request target".to_string())
 }
 
 impl LocalService {
@@ -462,15 +484,14 @@ impl LocalService {
     ) -> Result<Response<ProxyBody>, String> {
         match self {
             LocalService::Port(local) => {
-                let authority = local.addr.to_string();
-                let req = build_request(open, super::body::full(body), &authority)?;
+                let req = build_request(open, super::body::full(body), local.authority.clone())?;
                 Ok(match local.client.request(req).await {
                     Ok(resp) => resp.map(|b| b.map_err(std::io::Error::other).boxed()),
                     Err(e) => local_failure(local.addr, &e).map(super::body::full),
                 })
             }
             LocalService::Handler(handler) => {
-                let authority = handler_authority(open);
+                let authority = handler_authority(open)?;
                 let req = build_request(open, super::body::full(body), authority)?;
                 Ok(handler(req).await)
             }
