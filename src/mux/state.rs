@@ -56,7 +56,8 @@ pub struct MuxStats {
 #[derive(Debug)]
 pub struct MuxState {
     pub(super) cfg: MuxConfig,
-    pub(super) streams: HashMap<u32, StreamSlot>,
+    /// Looked up several times per frame: hashed with a seeded foldhash, not SipHash.
+    pub(super) streams: HashMap<u32, StreamSlot, foldhash::fast::RandomState>,
     pub(super) next_local_id: u32,
     pub(super) send_credit: SendCredit,
     pub(super) recv_window: RecvWindow,
@@ -88,7 +89,7 @@ impl MuxState {
             send_credit: SendCredit::new(cfg.session_window),
             recv_window: RecvWindow::new(cfg.session_window),
             cfg,
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             carriers: vec![CarrierSlot::new(now)],
             credit_waiters: Vec::new(),
             events: VecDeque::new(),
