@@ -30,13 +30,29 @@ pub fn to_pairs_where(
 pub fn from_pairs(pairs: &[(String, String)]) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::with_capacity(pairs.len());
     for (name, value) in pairs {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name {name:?}"))?;
+        let name = header_name(name).ok_or_else(|| format!("invalid header name {name:?}"))?;
         let value =
             HeaderValue::from_str(value).map_err(|_| format!("invalid value for header {name}"))?;
         map.append(name, value);
     }
     Ok(map)
+}
+
+/// Names the server writes on every request (`X-Forwarded-*`, `X-Real-IP`). They are not
+/// among `http`'s standard names, so parsing one would copy it into a new allocation.
+const FORWARDING_NAMES: [HeaderName; 4] = [
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-real-ip"),
+];
+
+/// `name` as a header name; a forwarding name is the static one, anything else is parsed.
+fn header_name(name: &str) -> Option<HeaderName> {
+    match FORWARDING_NAMES.iter().find(|known| known.as_str() == name) {
+        Some(known) => Some(known.clone()),
+        None => HeaderName::from_bytes(name.as_bytes()).ok(),
+    }
 }
 
 #[cfg(test)]
