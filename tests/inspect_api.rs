@@ -10,6 +10,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 const HOOK: &str = r#"{"event":"push","repo":{"name":"underpass"},"n":1}"#;
@@ -370,25 +371,18 @@ async fn a_request_body_the_app_never_reads_is_still_captured_and_replayable() {
         (port, hits)
     };
     let t = inspected(app, &[]).await;
-    // The visitor sends the head, gets the 404, and only then the body.
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let length = HOOK.len().to_string();
-    let req = build(
-        Method::POST,
-        HOOK_HOST,
-        "/stripe",
-        &[
-            ("content-type", "application/json"),
-            ("content-length", &length),
-        ],
-        http_body_util::BodyExt::boxed(ChanBody(rx)),
+    // The visitor sends the head, reads the whole 404, and only then the body, on a raw
+    // socket: hyper's client closes a connection once the answer is in, body sent or not.
+    let mut visitor = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    let head = format!(
+        "POST /stripe HTTP/1.1\r\nHost: {HOOK_HOST}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        HOOK.len()
     );
-    let reply = open(t.addr, req).await;
-    assert_eq!(reply.status(), StatusCode::NOT_FOUND);
-    tx.send(bytes::Bytes::from_static(HOOK.as_bytes()))
-        .await
-        .unwrap();
-    drop(tx);
+    visitor.write_all(head.as_bytes()).await.unwrap();
+    let answer = within(10, read_response(&mut visitor)).await;
+    assert_eq!(answer.status, 404, "{answer:?}");
+    visitor.write_all(HOOK.as_bytes()).await.unwrap();
     let got = wait_request(t.inspect, |r| r["request"]["body"]["state"] == "complete").await;
     assert_eq!(raw_body(&got["request"]), HOOK.as_bytes());
     let r = api_replay(t.inspect, &json!({"id": got["id"]})).await;
@@ -598,4 +592,26 @@ async fn a_body_shorter_than_its_content_length_is_cut_and_not_replayed() {
     let r = api_replay(t.inspect, &json!({"id": got["id"]})).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.json()["msg"].as_str().unwrap().contains("cut short"));
+}
+
+/// Reads one response with a `Content-Length` body from `tcp`, leaving the connection open.
+async fn read_response(tcp: &mut tokio::net::TcpStream) -> RawReply {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed before a whole response: {raw:?}");
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let reply = parse_reply(&raw[..end + 4]);
+        let length: usize = reply
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .expect("a Content-Length");
+        if raw.len() >= end + 4 + length {
+            return parse_reply(&raw);
+        }
+    }
 }

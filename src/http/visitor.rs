@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use tokio::time::Instant;
 
 use super::body::{full, MuxBody, ProxyBody};
@@ -245,6 +245,14 @@ async fn pump_request_body(
                     if send.send(data).await.is_err() {
                         return;
                     }
+                }
+                // hyper ends a body with a Content-Length by `is_end_stream`, not always by a
+                // last `None`: when the answer went out before the body came in (a 404 before
+                // the upload), the connection waits for the next request head and the `None`
+                // never comes, so the app would wait for the end of the body forever.
+                if body.is_end_stream() {
+                    let _ = send.finish();
+                    return;
                 }
             }
             Some(Err(_)) => {
