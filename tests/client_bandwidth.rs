@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::Method;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 const ALICE: &str = "alice-token-0123456789";
@@ -38,28 +37,6 @@ fn limited(forward_port: u16) -> TempClients {
 
 fn host() -> String {
     format!("alice.{DOMAIN}")
-}
-
-/// A server loopback app that reads everything a connection sends and answers with its length.
-async fn counting_sink() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut n = 0u64;
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(k) = tcp.read(&mut buf).await {
-                    if k == 0 {
-                        break;
-                    }
-                    n += k as u64;
-                }
-                let _ = tcp.write_all(&n.to_be_bytes()).await;
-            });
-        }
-    });
-    addr
 }
 
 #[tokio::test]

@@ -342,28 +342,6 @@ async fn a_malformed_file_on_reload_keeps_the_old_one() {
     server.shutdown().await;
 }
 
-/// A local app that reads everything a connection sends and answers with its length.
-async fn sink() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut n = 0u64;
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(k) = tcp.read(&mut buf).await {
-                    if k == 0 {
-                        break;
-                    }
-                    n += k as u64;
-                }
-                let _ = tcp.write_all(&n.to_be_bytes()).await;
-            });
-        }
-    });
-    addr
-}
-
 /// A local app that sends `len` bytes on every connection, then closes it.
 async fn source(len: usize) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -395,7 +373,10 @@ async fn the_bandwidth_limit_holds_over_all_of_a_clients_streams_in_each_directi
     // Towards the client: two visitors upload 1.5 MiB each at once. 3 MiB at 1 MiB/s takes at
     // least 2.5 s whatever the machine (the bucket starts with 0.1 s and each stream may run
     // one read ahead).
-    let up = alice.expose_tcp(sink().await.port(), 0).await.unwrap();
+    let up = alice
+        .expose_tcp(counting_sink().await.port(), 0)
+        .await
+        .unwrap();
     let up = SocketAddr::from(([127, 0, 0, 1], up.container_port()));
     let started = tokio::time::Instant::now();
     let uploads = (0..2).map(|i| async move {

@@ -148,3 +148,25 @@ impl Fetch {
         }
     }
 }
+
+/// A loopback app that reads everything a connection sends and answers with its length.
+pub async fn counting_sink() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(k) = tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await {
+                    if k == 0 {
+                        break;
+                    }
+                    n += k as u64;
+                }
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut tcp, &n.to_be_bytes()).await;
+            });
+        }
+    });
+    addr
+}
