@@ -14,8 +14,7 @@ use underpass::proto::{
     Join, TicketRequest,
 };
 use underpass::server::Server;
-use underpass_transports::ws::WsTransport;
-use underpass_transports::{Carrier, Endpoint, Transport};
+use underpass_transports::Carrier;
 
 const ADMIN: &str = "admin-token-tickets-0123456";
 
@@ -31,16 +30,8 @@ impl Raw {
     }
 
     async fn dial_as(server: &Server, subprotocol: &str) -> Self {
-        let endpoint = Endpoint {
-            url: server.control_url(),
-            subprotocol: subprotocol.into(),
-            bearer: None,
-        };
-        let carrier = within(10, WsTransport::new().connect(&endpoint))
-            .await
-            .expect("WebSocket upgrade");
         Self {
-            carrier,
+            carrier: raw_carrier(server, subprotocol, None).await,
             backlog: Vec::new(),
         }
     }

@@ -12,9 +12,7 @@ use underpass::proto::{
     decode_message, encode_frame, Bind, BindErrorCode, BindKind, BindMode, ErrorCode, Frame, Hello,
     HelloAuth, Join, ProtocolVersion, RouteMode, RouteSpec,
 };
-use underpass::server::Server;
-use underpass_transports::ws::WsTransport;
-use underpass_transports::{Carrier, Endpoint, Transport};
+use underpass_transports::Carrier;
 
 const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789";
@@ -23,19 +21,6 @@ const BOB: &str = "bob-token-0123456789";
 fn alice_and_bob() -> String {
     client_block("alice", ALICE, "subdomains = [\"alice\"]")
         + &client_block("bob", BOB, "subdomains = [\"bob\"]")
-}
-
-/// A carrier dialed the way the hoody SDK does: the token only as `Authorization: Bearer` on
-/// the WebSocket upgrade.
-async fn hoody_carrier(server: &Server, subprotocol: &str, bearer: Option<&str>) -> Carrier {
-    let endpoint = Endpoint {
-        url: server.control_url(),
-        subprotocol: subprotocol.into(),
-        bearer: bearer.map(str::to_string),
-    };
-    within(10, WsTransport::new().connect(&endpoint))
-        .await
-        .unwrap()
 }
 
 async fn send(carrier: &mut Carrier, frame: &Frame) {
@@ -95,7 +80,7 @@ async fn hoody_style_hello_works_with_a_client_token() {
     let server = clients_server(&file, |_| {}).await;
 
     // Bearer on the upgrade, HELLO without auth (hoody-tunnel.v1).
-    let mut carrier = hoody_carrier(&server, "hoody-tunnel.v1", Some(ALICE)).await;
+    let mut carrier = raw_carrier(&server, "hoody-tunnel.v1", Some(ALICE)).await;
     send(&mut carrier, &hello(ProtocolVersion::V1, None)).await;
     let Frame::HelloOk(ok) = next(&mut carrier).await else {
         panic!("HELLO_OK expected");
@@ -120,14 +105,14 @@ async fn hoody_style_hello_works_with_a_client_token() {
     }
 
     // The token in HELLO auth works the same.
-    let mut carrier = hoody_carrier(&server, "hoody-tunnel.v1", None).await;
+    let mut carrier = raw_carrier(&server, "hoody-tunnel.v1", None).await;
     send(&mut carrier, &hello(ProtocolVersion::V1, Some(BOB))).await;
     assert!(matches!(next(&mut carrier).await, Frame::HelloOk(_)));
     send(&mut carrier, &route_bind("bob")).await;
     assert!(matches!(next(&mut carrier).await, Frame::BindOk(_)));
 
     // A bearer nobody has: GOAWAY AUTH.
-    let mut carrier = hoody_carrier(&server, "hoody-tunnel.v1", Some("nobody")).await;
+    let mut carrier = raw_carrier(&server, "hoody-tunnel.v1", Some("nobody")).await;
     send(&mut carrier, &hello(ProtocolVersion::V1, None)).await;
     match next(&mut carrier).await {
         Frame::GoAway(g) => assert_eq!(g.code, ErrorCode::AUTH),
@@ -140,7 +125,7 @@ async fn hoody_style_hello_works_with_a_client_token() {
 async fn an_extra_carrier_joins_only_with_its_own_clients_bearer() {
     let file = TempClients::new(&alice_and_bob());
     let server = clients_server(&file, |_| {}).await;
-    let mut first = hoody_carrier(&server, "hoody-tunnel.v2", Some(ALICE)).await;
+    let mut first = raw_carrier(&server, "hoody-tunnel.v2", Some(ALICE)).await;
     send(&mut first, &hello(ProtocolVersion::V2, None)).await;
     let Frame::HelloOk(ok) = next(&mut first).await else {
         panic!("HELLO_OK expected");
@@ -153,10 +138,10 @@ async fn an_extra_carrier_joins_only_with_its_own_clients_bearer() {
     });
 
     // Bob's bearer with Alice's ticket: refused, and the ticket stays good.
-    let mut extra = hoody_carrier(&server, "hoody-tunnel.v2", Some(BOB)).await;
+    let mut extra = raw_carrier(&server, "hoody-tunnel.v2", Some(BOB)).await;
     send(&mut extra, &join).await;
     assert!(matches!(next(&mut extra).await, Frame::JoinErr(_)));
-    let mut extra = hoody_carrier(&server, "hoody-tunnel.v2", Some(ALICE)).await;
+    let mut extra = raw_carrier(&server, "hoody-tunnel.v2", Some(ALICE)).await;
     send(&mut extra, &join).await;
     assert!(matches!(next(&mut extra).await, Frame::JoinOk(_)));
     server.shutdown().await;

@@ -14,8 +14,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use underpass::server::Server;
-use underpass_transports::ws::WsTransport;
-use underpass_transports::{CarrierRx, CarrierTx, Endpoint, Transport};
+use underpass_transports::{CarrierRx, CarrierTx};
 
 // Frame types, as listed in PROTOCOL.md.
 const HELLO: u8 = 0x01;
@@ -89,14 +88,7 @@ struct Foreign {
 impl Foreign {
     /// Dials one carrier to the control endpoint with `subprotocol`.
     async fn dial(server: &Server, subprotocol: &str) -> Self {
-        let endpoint = Endpoint {
-            url: server.control_url(),
-            subprotocol: subprotocol.into(),
-            bearer: None,
-        };
-        let carrier = within(10, WsTransport::new().connect(&endpoint))
-            .await
-            .expect("WebSocket upgrade");
+        let carrier = raw_carrier(server, subprotocol, None).await;
         Foreign {
             tx: carrier.tx,
             rx: carrier.rx,

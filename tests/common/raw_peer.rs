@@ -12,6 +12,19 @@ use underpass_transports::{Carrier, Endpoint, Transport};
 
 use super::{within, TOKEN};
 
+/// A WebSocket carrier to `server`'s control endpoint with `subprotocol` (and the token as
+/// `Authorization: Bearer`, as the hoody SDK sends it, when `bearer` is given), nothing sent yet.
+pub async fn raw_carrier(server: &Server, subprotocol: &str, bearer: Option<&str>) -> Carrier {
+    let endpoint = Endpoint {
+        url: server.control_url(),
+        subprotocol: subprotocol.into(),
+        bearer: bearer.map(str::to_string),
+    };
+    within(10, WsTransport::new().connect(&endpoint))
+        .await
+        .expect("WebSocket upgrade")
+}
+
 /// One raw carrier to a server.
 pub struct RawPeer {
     pub carrier: Carrier,
@@ -21,16 +34,8 @@ pub struct RawPeer {
 impl RawPeer {
     /// A WebSocket carrier to `server` with `subprotocol`, nothing sent yet.
     pub async fn dial(server: &Server, subprotocol: &str) -> RawPeer {
-        let endpoint = Endpoint {
-            url: server.control_url(),
-            subprotocol: subprotocol.into(),
-            bearer: None,
-        };
-        let carrier = within(10, WsTransport::new().connect(&endpoint))
-            .await
-            .expect("WebSocket upgrade");
         RawPeer {
-            carrier,
+            carrier: raw_carrier(server, subprotocol, None).await,
             backlog: VecDeque::new(),
         }
     }
