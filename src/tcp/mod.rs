@@ -3,6 +3,7 @@
 
 mod held;
 mod proxy_header;
+mod read_sizing;
 mod socket_options;
 mod splice;
 mod throttle;

@@ -8,15 +8,17 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::read_sizing::{read_once, ReadSizing};
 use super::vectored;
 use super::Throttle;
 use crate::mux::{MuxStream, RecvHalf, SendHalf};
 use crate::proto::ErrorCode;
 
 /// Read size per TCP read; also the largest DATA payload.
-const CHUNK: usize = 64 * 1024;
-/// First read size of [`splice_io`], which cannot wait for readiness without a buffer.
-const FIRST_READ: usize = 4 * 1024;
+pub(super) const CHUNK: usize = 64 * 1024;
+/// First read size of [`splice_io`], which cannot wait for readiness without a buffer, and of
+/// every read of a socket that was drained.
+pub(super) const FIRST_READ: usize = 4 * 1024;
 
 /// Told the bytes a splice moves as they move (the request inspector shows a WebSocket's
 /// traffic while it is open).
@@ -106,29 +108,29 @@ pub async fn splice_halves(
     mut mux_write: SendHalf,
     meter: Option<&dyn SpliceMeter>,
 ) -> io::Result<(u64, u64)> {
-    let (tcp_read, mut tcp_write) = tcp.split();
+    let (mut tcp_read, mut tcp_write) = tcp.split();
     let upstream = async move {
         let mut total = send_prefix(&mut mux_write, prefix, meter).await?;
-        let mut buf = BytesMut::new();
+        let mut reads = ReadSizing::default();
         loop {
             tcp_read.readable().await?;
-            // Small reads share one allocation until it is used up.
-            if buf.capacity() - buf.len() < CHUNK / 8 {
-                buf.reserve(CHUNK);
-            }
-            match tcp_read.try_read_buf(&mut buf) {
-                Ok(0) => {
+            let mut buf = reads.buffer();
+            let offered = buf.capacity();
+            match read_once(&mut tcp_read, &mut buf).await {
+                // Readiness was stale: wait for the next without holding the buffer.
+                None => continue,
+                Some(Ok(0)) => {
                     mux_write.finish()?;
                     return Ok::<_, io::Error>(total);
                 }
-                Ok(n) => {
+                Some(Ok(n)) => {
                     total += n as u64;
                     meter_moved(meter, 0, n as u64);
+                    reads.filled(n, offered);
                     mux_write.send(buf.split().freeze()).await?;
+                    reads.keep(buf);
                 }
-                // Drained: drop the rest of the buffer while the socket is quiet.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = BytesMut::new(),
-                Err(e) => return Err(e),
+                Some(Err(e)) => return Err(e),
             }
         }
     };
