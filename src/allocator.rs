@@ -57,11 +57,82 @@ pub fn release_when_idle() {
 /// a worker makes the runtime wake a parked one to take it), so each parks again and collects.
 /// Costs nothing while the runtime stays idle.
 pub async fn wake_idle_workers(workers: usize) {
-    loop {
-        OWED.notified().await;
-        tokio::time::sleep(EVERY).await;
+    wake_when_owed(EVERY, || {
         for _ in 0..workers.max(1) {
             tokio::spawn(async {});
         }
+    })
+    .await
+}
+
+/// Calls `wake` `after` a park that skipped its collection. Skips while it sleeps leave one
+/// permit at most, so a runtime that stays busy is woken about once per `after`, and a quiet
+/// one not at all.
+async fn wake_when_owed(after: Duration, wake: impl Fn()) {
+    loop {
+        OWED.notified().await;
+        tokio::time::sleep(after).await;
+        wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// The last park of a burst came too soon after a collection: the workers are woken once
+    /// the interval has passed (on tokio's clock), so they park again and collect then.
+    #[tokio::test(start_paused = true)]
+    async fn a_skipped_collection_wakes_the_workers_after_the_interval() {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let counted = wakes.clone();
+        tokio::spawn(wake_when_owed(EVERY, move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }));
+        settle().await;
+
+        release_when_idle(); // this thread's first park: collects
+        settle().await;
+        tokio::time::advance(EVERY * 10).await;
+        settle().await;
+        assert_eq!(wakes.load(Ordering::SeqCst), 0, "nothing was owed");
+
+        release_when_idle(); // collected less than a second ago: skipped, owed
+        release_when_idle(); // still owed once
+        settle().await;
+        tokio::time::advance(EVERY - Duration::from_millis(1)).await;
+        settle().await;
+        assert_eq!(wakes.load(Ordering::SeqCst), 0, "woken before the interval");
+        tokio::time::advance(Duration::from_millis(2)).await;
+        settle().await;
+        assert_eq!(
+            wakes.load(Ordering::SeqCst),
+            1,
+            "not woken after the interval"
+        );
+        // The second skip may have left a permit (the waiter was already notified): one more
+        // wake at most, then none while nothing parks.
+        for _ in 0..3 {
+            tokio::time::advance(EVERY * 2).await;
+            settle().await;
+        }
+        let woken = wakes.load(Ordering::SeqCst);
+        assert!(woken <= 2, "{woken} wakes after two skipped parks");
+        tokio::time::advance(EVERY * 10).await;
+        settle().await;
+        assert_eq!(
+            wakes.load(Ordering::SeqCst),
+            woken,
+            "woken with nothing owed"
+        );
     }
 }
