@@ -18,10 +18,12 @@
 #
 # Per row: iperf3 1 and 8 streams through a `pull` and through a `tcp` expose (Gbit/s at the
 # receiver; rathole and bore have one kind of TCP tunnel, so only the tcp columns), wrk -t2 -c50
-# through an http expose on a dedicated port against nginx serving a 100-byte file, keep-alive
-# and `Connection: close` (req/s). CPU: utime + stime of the tunnel's processes (server and
+# against nginx serving a 100-byte file: keep-alive through a tcp expose of nginx (a plain TCP
+# tunnel, the way rathole and bore carry HTTP) and through an http expose on a dedicated port
+# (underpass parses, routes and logs each request), and `Connection: close` through the http
+# expose (rathole and bore: their TCP tunnel) (req/s). CPU: utime + stime of the tunnel's processes (server and
 # client; /proc/PID/stat) during the bulk runs, divided by the GiB the receivers counted, and
-# during the keep-alive run, divided by the requests wrk counted. On a busy machine these two
+# during each keep-alive run, divided by the requests wrk counted. On a busy machine these two
 # move far less than the throughput columns. Peak RSS is VmHWM at the end of the row; after-load
 # RSS is VmRSS 5 s after the last load.
 # A ratio table against rathole follows. Every wait is bounded; everything started is stopped
@@ -60,6 +62,7 @@ trap 'exit 130' INT TERM
 # Ports: services, then per-row tunnel ports (each row stops its processes before the next).
 IPERF=$BASE NGINX=$((BASE + 1))
 CTRL=$((BASE + 10)) QUICP=$((BASE + 11)) PULL=$((BASE + 12)) TCPP=$((BASE + 13)) HTTPP=$((BASE + 14))
+TCPH=$((BASE + 15)) # a tcp expose of nginx: HTTP through a plain TCP tunnel, as rathole and bore carry it
 RH_CTRL=$((BASE + 20)) RH_TCP=$((BASE + 21)) RH_HTTP=$((BASE + 22))
 BORE_TCP=$((BASE + 31)) BORE_HTTP=$((BASE + 32))
 
@@ -102,9 +105,11 @@ wrk_rps() {
       END {if (r == "" || n == "") print "failed 0"; else print r, n}'
 }
 
-# measure LABEL PULL_PORT|- TCP_PORT HTTP_PORT PID...: one table row.
+# measure LABEL PULL_PORT|- TCP_PORT TCP_HTTP_PORT HTTP_PORT|- PID...: one table row.
+# TCP_HTTP_PORT carries nginx through a plain TCP tunnel (a tcp expose; rathole's and bore's only
+# kind), HTTP_PORT through an http expose (underpass only).
 measure() {
-  local label=$1 pull=$2 tcp=$3 http=$4; shift 4
+  local label=$1 pull=$2 tcp=$3 tcp_http=$4 http=$5; shift 5
   local pids=("$@") p1=- p8=- t1 t8 bytes=0 r c0 c1
   c0=$(cpu_ticks "${pids[@]}")
   if [ "$pull" != - ]; then
@@ -114,30 +119,34 @@ measure() {
   r=$(iperf "$tcp" 1); t1=${r% *}; bytes=$((bytes + ${r#* }))
   r=$(iperf "$tcp" 8); t8=${r% *}; bytes=$((bytes + ${r#* }))
   c1=$(cpu_ticks "${pids[@]}")
-  local ka close cpu=- cpu_req=- peak=- after=- c2 c3
-  ka=$(wrk_rps "$http")
+  local ka_tcp ka_http="- 0" close cpu=- req_tcp=- req_http=- peak=- after=- c2 c3
+  ka_tcp=$(wrk_rps "$tcp_http")
+  c2=$(cpu_ticks "${pids[@]}")
+  [ "$http" != - ] && ka_http=$(wrk_rps "$http")
   c3=$(cpu_ticks "${pids[@]}")
-  close=$(wrk_rps "$http" close)
+  close=$(wrk_rps "$([ "$http" != - ] && echo "$http" || echo "$tcp_http")" close)
   if [ ${#pids[@]} -gt 0 ]; then
     cpu=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v b="$bytes" \
       'BEGIN { if (b > 0) printf "%.2f", t / hz / (b / 1073741824); else print "-" }')
-    # The keep-alive run alone: from the end of the bulk runs to the end of wrk.
-    c2=$c1
-    cpu_req=$(awk -v t=$((c3 - c2)) -v hz="$HZ" -v n="${ka#* }" \
-      'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "-" }')
+    req_tcp=$(per_request $((c2 - c1)) "${ka_tcp#* }")
+    req_http=$(per_request $((c3 - c2)) "${ka_http#* }")
     peak="" after=""
     for p in "${pids[@]}"; do peak="$peak${peak:+ / }$(mib "$p" VmHWM)"; done
     sleep 5
     for p in "${pids[@]}"; do after="$after${after:+ / }$(mib "$p" VmRSS)"; done
   fi
-  echo "| $label | $p1 | $p8 | $t1 | $t8 | ${ka% *} | ${close% *} | $cpu | $cpu_req | $peak | $after |" |
+  echo "| $label | $p1 | $p8 | $t1 | $t8 | ${ka_tcp% *} | ${ka_http% *} | ${close% *} | $cpu | $req_tcp | $req_http | $peak | $after |" |
     tee -a "$TMP/rows"
+}
+# per_request TICKS REQUESTS: CPU µs per request.
+per_request() {
+  awk -v t="$1" -v hz="$HZ" -v n="$2" 'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "-" }'
 }
 
 underpass_row() { # underpass_row LABEL BINARY ws|quic CONNECTIONS
   local label=$1 bin=$2 transport=$3 conns=$4 server_url
-  for p in $CTRL $PULL $TCPP $HTTPP; do port_free "$p" || { echo "bench/peers.sh: port $p is busy" >&2; return 1; }; done
-  start server "$bin" server --listen "127.0.0.1:$CTRL" --token "$TOKEN" --expose-ports "$TCPP-$HTTPP" \
+  for p in $CTRL $PULL $TCPP $HTTPP $TCPH; do port_free "$p" || { echo "bench/peers.sh: port $p is busy" >&2; return 1; }; done
+  start server "$bin" server --listen "127.0.0.1:$CTRL" --token "$TOKEN" --expose-ports "$TCPP-$TCPH" \
     --quic-listen "127.0.0.1:$QUICP" --tls-cert-cache "$TMP/quic.pem"
   local spid=$LAST_PID
   wait_port "$CTRL"
@@ -157,6 +166,10 @@ remote_port = $PULL
 port = $IPERF
 remote_port = $TCPP
 
+[[tcp]]
+port = $NGINX
+remote_port = $TCPH
+
 [[http]]
 port = $NGINX
 subdomain = "bench"
@@ -165,8 +178,8 @@ TOML
   start client "$bin" start --config "$TMP/client.toml" --server "$server_url" --token "$TOKEN" \
     --connections "$conns" "${extra[@]}"
   local cpid=$LAST_PID
-  wait_port "$PULL"; wait_port "$TCPP"; wait_port "$HTTPP"
-  measure "$label" "$PULL" "$TCPP" "$HTTPP" "$spid" "$cpid"
+  wait_port "$PULL"; wait_port "$TCPP"; wait_port "$HTTPP"; wait_port "$TCPH"
+  measure "$label" "$PULL" "$TCPP" "$TCPH" "$HTTPP" "$spid" "$cpid"
   stop "$cpid" "$spid"
 }
 
@@ -197,7 +210,7 @@ TOML
   start rathole-client "$PEERS_BIN/rathole" -c "$TMP/rc.toml"; local cpid=$LAST_PID
   wait_port "$RH_TCP"; wait_port "$RH_HTTP"
   sleep 1 # the services are bound before the client's control channels are up
-  measure "rathole $("$PEERS_BIN/rathole" --version 2>/dev/null | awk '/Build Version/ {print $3}')" - "$RH_TCP" "$RH_HTTP" "$spid" "$cpid"
+  measure "rathole $("$PEERS_BIN/rathole" --version 2>/dev/null | awk '/Build Version/ {print $3}')" - "$RH_TCP" "$RH_HTTP" - "$spid" "$cpid"
   stop "$cpid" "$spid"
 }
 
@@ -209,7 +222,7 @@ bore_row() {
   start bore-tcp "$PEERS_BIN/bore" local "$IPERF" --to 127.0.0.1 --port "$BORE_TCP"; local c1=$LAST_PID
   start bore-http "$PEERS_BIN/bore" local "$NGINX" --to 127.0.0.1 --port "$BORE_HTTP"; local c2=$LAST_PID
   wait_port "$BORE_TCP"; wait_port "$BORE_HTTP"
-  measure "bore $("$PEERS_BIN/bore" --version 2>/dev/null | awk '{print $2}') (server / 2 clients)" - "$BORE_TCP" "$BORE_HTTP" "$spid" "$c1" "$c2"
+  measure "bore $("$PEERS_BIN/bore" --version 2>/dev/null | awk '{print $2}') (server / 2 clients)" - "$BORE_TCP" "$BORE_HTTP" - "$spid" "$c1" "$c2"
   stop "$c1" "$c2" "$spid"
 }
 
@@ -241,15 +254,15 @@ wait_port "$IPERF"; wait_port "$NGINX"
 echo "$(date -u +%FT%TZ), ${T} s per measurement, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "underpass: $UP${BEFORE:+, before: $BEFORE}"
 echo
-HEADER="| path | pull 1 stream Gbit/s | pull 8 streams | tcp 1 stream | tcp 8 streams | HTTP keep-alive req/s | HTTP Connection: close | CPU s/GiB (server + client) | CPU µs per keep-alive request | peak RSS MiB (server / client) | after-load RSS MiB |"
-RULE="|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+HEADER="| path | pull 1 stream Gbit/s | pull 8 streams | tcp 1 stream | tcp 8 streams | keep-alive req/s, TCP tunnel | keep-alive req/s, http expose | Connection: close req/s | CPU s/GiB (server + client) | CPU µs per keep-alive request, TCP tunnel | same, http expose | peak RSS MiB (server / client) | after-load RSS MiB |"
+RULE="|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for round in $(seq 1 "$ROUNDS"); do
   [ "$ROUNDS" -gt 1 ] && echo "Round $round of $ROUNDS:"
   echo "$HEADER"
   echo "$RULE"
   for row in $ROWS; do
     case $row in
-      direct) measure "direct (no tunnel)" - "$IPERF" "$NGINX" ;;
+      direct) measure "direct (no tunnel)" - "$IPERF" "$NGINX" - ;;
       ws4) underpass_row "underpass ws x4 (default)" "$UP" ws 4 ;;
       ws1) underpass_row "underpass ws x1" "$UP" ws 1 ;;
       quic) underpass_row "underpass quic x4" "$UP" quic 4 ;;
@@ -315,14 +328,16 @@ fi
 rh=$(grep '^| rathole [0-9]' "$TMP/rows" | head -1 || true)
 if [ -n "$rh" ]; then
   echo
-  echo "| path / rathole | pull 1 | pull 8 | tcp 1 | tcp 8 | keep-alive | close | CPU s/GiB | CPU per request |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| path / rathole | pull 1 | pull 8 | tcp 1 | tcp 8 | keep-alive, TCP tunnel | keep-alive, http expose | close | CPU s/GiB | CPU per request, TCP tunnel | same, http expose |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   grep '^| \(underpass\|before\)' "$TMP/rows" | while IFS= read -r line; do
+    # rathole carries HTTP only through its TCP tunnel: both keep-alive columns are against it.
     awk -F'|' -v rh="$rh" 'BEGIN { split(rh, R, "|") }
       function num(s) { gsub(/[ k]/, "", s); return s + 0 }
       function ratio(a, b) { return (num(b) > 0 && a !~ /-|failed/) ? sprintf("%.2f", num(a) / num(b)) : "-" }
-      { printf "|%s| %s | %s | %s | %s | %s | %s | %s | %s |\n", $2,
+      { printf "|%s| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $2,
           ratio($3, R[5]), ratio($4, R[6]), ratio($5, R[5]), ratio($6, R[6]),
-          ratio($7, R[7]), ratio($8, R[8]), ratio($9, R[9]), ratio($10, R[10]) }' <<<"$line"
+          ratio($7, R[7]), ratio($8, R[7]), ratio($9, R[9]), ratio($10, R[10]),
+          ratio($11, R[11]), ratio($12, R[11]) }' <<<"$line"
   done
 fi
