@@ -8,6 +8,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
+use super::log_text::{CachedUtcTime, PlainFields};
+
 /// Libraries that print whole WebSocket frames, HTTP request heads or QUIC frames at debug or
 /// trace level: HELLO with its token, `Authorization` headers, join nonces. They are capped
 /// here, in a filter of its own, so no `RUST_LOG` directive (however specific) can lift the
@@ -47,13 +49,20 @@ pub fn init(format: LogFormat, default_level: &str) {
     // Colours only on a terminal: journald, `docker logs` and files get plain text (NO_COLOR
     // turns them off on a terminal too).
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // The timestamp and (human) fields read as tracing-subscriber's defaults; they are only
+    // written for less (a request logs a line on each side).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
-        .with_target(false);
+        .with_target(false)
+        .with_timer(CachedUtcTime);
     let _ = match format {
-        LogFormat::Human => builder.finish().with(library_cap()).try_init(),
+        LogFormat::Human => builder
+            .fmt_fields(PlainFields)
+            .finish()
+            .with(library_cap())
+            .try_init(),
         LogFormat::Json => builder.json().finish().with(library_cap()).try_init(),
     };
 }

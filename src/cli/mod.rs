@@ -10,6 +10,7 @@ mod demo;
 mod demo_app;
 mod http_cmd;
 mod inspect_args;
+mod log_text;
 mod logging;
 mod man_cmd;
 mod parse;
