@@ -215,21 +215,23 @@ pub async fn serve_stream(
     service: LocalService,
     tap: Option<Arc<dyn Tap>>,
 ) {
+    // The head is shared by the log line and the inspector rather than copied for each.
+    let open = Arc::new(open);
     let exchange = Exchange {
         started: Instant::now(),
-        method: open.method.clone().unwrap_or_default(),
-        host: host_of(&open).to_string(),
-        path: path_of(&open).to_string(),
-        watch: tap.and_then(|t| t.begin(&open)),
+        watch: tap.and_then(|t| t.begin_shared(&open)),
+        open,
     };
+    let open = &exchange.open;
     let watch = exchange.watch.as_ref();
     let status = match &service {
         LocalService::Port(local) if open.is_upgrade => {
-            match serve_upgrade(stream, &open, local, watch).await {
+            match serve_upgrade(stream, open, local, watch).await {
                 Upgrade::Answered(status) => status,
                 // The raw bytes get a task of their own: this request's state (its head, the
                 // HTTP client, the futures above) is freed now, not when the WebSocket closes.
                 Upgrade::Switched(upgraded, recv, send) => {
+                    let exchange = exchange.slim();
                     tokio::spawn(async move {
                         let meter = exchange.watch.clone().map(WatchMeter);
                         let meter = meter.as_ref().map(|m| m as &dyn SpliceMeter);
@@ -240,8 +242,8 @@ pub async fn serve_stream(
                 }
             }
         }
-        LocalService::Port(local) => serve_port(stream, &open, local, watch).await,
-        LocalService::Handler(handler) => serve_handler(stream, &open, handler, watch).await,
+        LocalService::Port(local) => serve_port(stream, open, local, watch).await,
+        LocalService::Handler(handler) => serve_handler(stream, open, handler, watch).await,
     };
     exchange.end(status);
 }
@@ -250,21 +252,35 @@ pub async fn serve_stream(
 /// WebSocket: when its connection closes).
 struct Exchange {
     started: Instant,
-    method: String,
-    host: String,
-    path: String,
+    /// The request head: the log line's method, host and path are read from it at the end.
+    open: Arc<StreamOpen>,
     watch: Option<Watch>,
 }
 
 impl Exchange {
+    /// The exchange keeping only what its log line needs of the head: a WebSocket may stay
+    /// open for hours, and its request headers (cookies, keys) should not stay with it.
+    fn slim(self) -> Self {
+        let open = StreamOpen {
+            method: self.open.method.clone(),
+            target: Some(path_of(&self.open).to_string()),
+            headers: vec![("host".to_string(), host_of(&self.open).to_string())],
+            ..StreamOpen::tcp(self.open.bind_id)
+        };
+        Self {
+            open: Arc::new(open),
+            ..self
+        }
+    }
+
     fn end(self, status: StatusCode) {
         if let Some(w) = &self.watch {
             w.finish(status);
         }
         tracing::info!(
-            method = %self.method,
-            host = %self.host,
-            path = %self.path,
+            method = %self.open.method.as_deref().unwrap_or_default(),
+            host = %host_of(&self.open),
+            path = %path_of(&self.open),
             status = status.as_u16(),
             ms = self.started.elapsed().as_millis() as u64,
             "request"

@@ -21,6 +21,12 @@ pub trait Tap: Send + Sync {
     /// A request reached the binding: the observer of this one exchange, or `None` to let it
     /// pass unobserved.
     fn begin(&self, open: &StreamOpen) -> Option<Watch>;
+
+    /// [`begin`](Self::begin) with the request shared: an observer that keeps the head keeps
+    /// this reference instead of copying it (the client's answering path calls this one).
+    fn begin_shared(&self, open: &Arc<StreamOpen>) -> Option<Watch> {
+        self.begin(open)
+    }
 }
 
 /// The observer of one exchange.

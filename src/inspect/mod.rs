@@ -9,6 +9,7 @@
 
 mod capture;
 mod ngrok;
+mod packed;
 mod record;
 mod replay;
 mod store;

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::capture::{BodyCapture, BodyState};
@@ -13,20 +13,6 @@ use super::tunnel::TunnelInfo;
 
 /// Every request and response is shown as HTTP/1.1: the client speaks HTTP/1.1 to the app.
 const PROTO: &str = "HTTP/1.1";
-
-/// Headers as `(name, value)` pairs, names in lower case; values that are not UTF-8 are shown
-/// with replacement characters rather than dropped.
-pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
-}
 
 /// `content-type` -> `Content-Type`, as Go (and so ngrok) writes header names.
 pub(crate) fn canonical(name: &str) -> String {

@@ -3,7 +3,7 @@
 //! [`ExchangeTap`](crate::http::tap::ExchangeTap); readers take a [`Snapshot`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -12,8 +12,10 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::capture::{BodyCapture, BodyState};
+use super::packed::PackedHeaders;
 use super::store::InspectEvent;
 use crate::http::tap::{ExchangeTap, Side};
+use crate::proto::StreamOpen;
 
 /// A request as the client received it from the tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,16 @@ impl RequestHead {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The head of a request from the tunnel.
+    fn of(open: &StreamOpen) -> Self {
+        Self {
+            method: open.method.clone().unwrap_or_else(|| "GET".into()),
+            target: open.target.clone().unwrap_or_else(|| "/".into()),
+            headers: open.headers.clone(),
+            upgrade: open.is_upgrade,
+        }
     }
 
     /// The visitor's address: the first `X-Forwarded-For` entry the server wrote.
@@ -122,7 +134,8 @@ pub struct Snapshot {
 #[derive(Debug, Clone)]
 struct Progress {
     request_body: BodyCapture,
-    response: Option<ResponseHead>,
+    /// Status and headers, packed: turned into a [`ResponseHead`] when someone reads them.
+    response: Option<(u16, PackedHeaders)>,
     response_body: BodyCapture,
     time_to_head: Option<Duration>,
     duration: Option<Duration>,
@@ -135,7 +148,10 @@ pub(crate) struct Record {
     pub(crate) id: String,
     pub(crate) tunnel: Arc<str>,
     pub(crate) started_at: SystemTime,
-    pub(crate) request: RequestHead,
+    /// The request as it came from the tunnel, shared with the data path rather than copied;
+    /// [`request`](Self::request) turns it into a [`RequestHead`] when someone reads it.
+    open: Option<Arc<StreamOpen>>,
+    request: OnceLock<RequestHead>,
     pub(crate) replay_of: Option<String>,
     started: Instant,
     cap: usize,
@@ -145,11 +161,19 @@ pub(crate) struct Record {
     events: broadcast::Sender<InspectEvent>,
 }
 
+/// Where a record's request head comes from.
+pub(crate) enum NewRequest {
+    /// A request from the tunnel, as the client answers it.
+    Open(Arc<StreamOpen>),
+    /// A head made here (a replay).
+    Head(RequestHead),
+}
+
 /// What a new record starts from.
 pub(crate) struct NewRecord {
     pub(crate) id: String,
     pub(crate) tunnel: Arc<str>,
-    pub(crate) request: RequestHead,
+    pub(crate) request: NewRequest,
     pub(crate) replay_of: Option<String>,
     /// A body known up front (a replay); `None`: it streams in through the tap.
     pub(crate) body: Option<Bytes>,
@@ -162,11 +186,16 @@ impl Record {
             Some(body) => BodyCapture::whole(body, new.cap),
             None => BodyCapture::new(),
         };
+        let (open, request) = match new.request {
+            NewRequest::Open(open) => (Some(open), OnceLock::new()),
+            NewRequest::Head(head) => (None, OnceLock::from(head)),
+        };
         Self {
             id: new.id,
             tunnel: new.tunnel,
             started_at: SystemTime::now(),
-            request: new.request,
+            open,
+            request,
             replay_of: new.replay_of,
             started: Instant::now(),
             cap: new.cap,
@@ -181,6 +210,33 @@ impl Record {
             }),
             events,
         }
+    }
+
+    /// The request head (made on the first call for a request from the tunnel).
+    pub(crate) fn request(&self) -> &RequestHead {
+        self.request.get_or_init(|| match &self.open {
+            Some(open) => RequestHead::of(open),
+            // Unreachable: a record without `open` starts with its head.
+            None => RequestHead {
+                method: String::new(),
+                target: String::new(),
+                headers: Vec::new(),
+                upgrade: false,
+            },
+        })
+    }
+
+    /// The request's first `Content-Length`, read without making the whole head.
+    fn declared_length(&self) -> Option<u64> {
+        let value = match &self.open {
+            Some(open) => open
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .map(|(_, v)| v.as_str()),
+            None => self.request().header("content-length"),
+        };
+        value.and_then(|v| v.trim().parse().ok())
     }
 
     fn progress(&self) -> MutexGuard<'_, Progress> {
@@ -217,9 +273,12 @@ impl Record {
             tunnel_name: self.tunnel.to_string(),
             replay_of: self.replay_of.clone(),
             started_at: self.started_at,
-            request: self.request.clone(),
+            request: self.request().clone(),
             request_body: p.request_body,
-            response: p.response,
+            response: p.response.map(|(status, headers)| ResponseHead {
+                status,
+                headers: headers.unpack(),
+            }),
             response_body: p.response_body,
             time_to_head: p.time_to_head,
             duration: p.duration,
@@ -261,8 +320,7 @@ impl ExchangeTap for Watched {
             // reading at that length without polling the end, and a stream that ends short
             // (a visitor that never sent the body it announced) is not whole.
             Side::Request => {
-                let declared = self.0.request.header("content-length");
-                let whole = match declared.and_then(|d| d.trim().parse::<u64>().ok()) {
+                let whole = match self.0.declared_length() {
                     Some(length) => length == p.request_body.total(),
                     None => complete,
                 };
@@ -281,10 +339,7 @@ impl ExchangeTap for Watched {
     fn response_head(&self, status: StatusCode, headers: &HeaderMap) {
         {
             let mut p = self.0.progress();
-            p.response = Some(ResponseHead {
-                status: status.as_u16(),
-                headers: super::ngrok::header_pairs(headers),
-            });
+            p.response = Some((status.as_u16(), PackedHeaders::of(headers)));
             p.time_to_head = Some(self.0.started.elapsed());
             if status == StatusCode::SWITCHING_PROTOCOLS {
                 // A 101 has no body: raw bytes follow, counted as upgrade traffic.
@@ -338,7 +393,7 @@ impl Exchange {
 
     /// The request head.
     pub fn request(&self) -> &RequestHead {
-        &self.0.request
+        self.0.request()
     }
 
     /// For a replay: the id of the exchange it replays.
@@ -370,12 +425,46 @@ mod tests {
         let new = NewRecord {
             id: "0".into(),
             tunnel: "t".into(),
-            request,
+            request: NewRequest::Head(request),
             replay_of: None,
             body: None,
             cap: 1024,
         };
         Watched(Arc::new(Record::new(new, events)))
+    }
+
+    #[test]
+    fn a_tunnel_request_is_read_from_its_shared_head() {
+        let (events, _) = broadcast::channel(4);
+        let open = StreamOpen {
+            method: Some("PUT".into()),
+            target: Some("/up?x=1".into()),
+            headers: vec![("Content-Length".into(), " 3 ".into())],
+            is_upgrade: false,
+            ..StreamOpen::tcp(1)
+        };
+        let new = NewRecord {
+            id: "0".into(),
+            tunnel: "t".into(),
+            request: NewRequest::Open(Arc::new(open)),
+            replay_of: None,
+            body: None,
+            cap: 1024,
+        };
+        let watched = Watched(Arc::new(Record::new(new, events)));
+        watched.chunk(Side::Request, &Bytes::from_static(b"abc"));
+        watched.body_end(Side::Request, false);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", http::HeaderValue::from_static("b"));
+        watched.response_head(StatusCode::CREATED, &headers);
+        let snap = watched.0.snapshot();
+        assert_eq!(snap.request_body.state(), BodyState::Complete);
+        assert_eq!(snap.request.method, "PUT");
+        assert_eq!(snap.request.target, "/up?x=1");
+        assert_eq!(snap.request.header("content-length"), Some(" 3 "));
+        let response = snap.response.expect("a response head");
+        assert_eq!(response.status, 201);
+        assert_eq!(response.headers, vec![("x-a".into(), "b".into())]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use http::{Method, StatusCode, Uri};
 use http_body_util::BodyExt;
 
 use super::capture::BodyState;
-use super::record::{Exchange, Record, RequestHead, Watched};
+use super::record::{Exchange, NewRequest, Record, RequestHead, Watched};
 use super::store::Inspector;
 use crate::http::local::LocalService;
 use crate::http::tap::{self, Watch};
@@ -106,7 +106,7 @@ impl Inspector {
         };
         let record = self.insert(
             tunnel.into(),
-            head,
+            NewRequest::Head(head),
             Some(id.to_string()),
             Some(body.clone()),
         );

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 
-use super::record::{Exchange, NewRecord, Record, RequestHead};
+use super::record::{Exchange, NewRecord, NewRequest, Record};
 use super::tunnel::TunnelEntry;
 use crate::proto::StreamOpen;
 
@@ -127,27 +127,28 @@ impl Inspector {
         let _ = self.shared.events.send(InspectEvent::Cleared);
     }
 
+    /// The next id: the prefix and a counter, 8 hex digits each (written digit by digit: one
+    /// is made for every request).
     fn next_id(&self) -> String {
-        let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        format!("{:08x}{:08x}", self.shared.id_prefix, n as u32)
+        let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed) as u32;
+        let both = (u64::from(self.shared.id_prefix) << 32) | u64::from(n);
+        (0..16)
+            .rev()
+            .map(|i| char::from(b"0123456789abcdef"[((both >> (i * 4)) & 0xf) as usize]))
+            .collect()
     }
 
-    /// Records a request from the tunnel; the data path then feeds the returned record.
-    pub(crate) fn start(&self, tunnel: Arc<str>, open: &StreamOpen) -> Arc<Record> {
-        let request = RequestHead {
-            method: open.method.clone().unwrap_or_else(|| "GET".into()),
-            target: open.target.clone().unwrap_or_else(|| "/".into()),
-            headers: open.headers.clone(),
-            upgrade: open.is_upgrade,
-        };
-        self.insert(tunnel, request, None, None)
+    /// Records a request from the tunnel (shared with the data path, not copied); the data
+    /// path then feeds the returned record.
+    pub(crate) fn start(&self, tunnel: Arc<str>, open: Arc<StreamOpen>) -> Arc<Record> {
+        self.insert(tunnel, NewRequest::Open(open), None, None)
     }
 
     /// Records a new exchange (a tunnel request, or a replay with its whole body).
     pub(crate) fn insert(
         &self,
         tunnel: Arc<str>,
-        request: RequestHead,
+        request: NewRequest,
         replay_of: Option<String>,
         body: Option<bytes::Bytes>,
     ) -> Arc<Record> {

@@ -55,10 +55,16 @@ impl std::fmt::Debug for TunnelTap {
 
 impl Tap for TunnelTap {
     fn begin(&self, open: &StreamOpen) -> Option<Watch> {
+        self.begin_shared(&Arc::new(open.clone()))
+    }
+
+    fn begin_shared(&self, open: &Arc<StreamOpen>) -> Option<Watch> {
         let inspector = Inspector {
             shared: self.shared.clone(),
         };
-        Some(Arc::new(Watched(inspector.start(self.name.clone(), open))))
+        Some(Arc::new(Watched(
+            inspector.start(self.name.clone(), open.clone()),
+        )))
     }
 }
 
