@@ -5,6 +5,7 @@
 mod codec;
 mod codes;
 mod frame;
+mod head_json;
 mod messages;
 mod tickets;
 mod version;
