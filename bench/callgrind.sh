@@ -10,13 +10,15 @@
 # expose (iperf3 -n 256M), 256 MiB the other way (-R, the client masks), and wrk -t1 -c10 runs
 # 10 s against nginx (100-byte file) through an http expose; the counters are dumped after each
 # (callgrind_control -d). Needs valgrind, iperf3, wrk, nginx, jq; installs nothing. Logging is at
-# warn. valgrind counts a `rep movsb` copy as one instruction per byte, so copies weigh more
-# here than they do on the CPU.
+# warn; LOG_LEVEL=info counts the default level (one access line per request on each side).
+# valgrind counts a `rep movsb` copy as one instruction per byte, so copies weigh more here than
+# they do on the CPU.
 set -euo pipefail
 
 BINS=("$@")
 [ ${#BINS[@]} -gt 0 ] || BINS=(./target/release/underpass)
 BASE=${BASE_PORT:-31500}
+LEVEL=${LOG_LEVEL:-warn}
 TOKEN=bench-token-0123456789abcdef
 for tool in valgrind callgrind_control callgrind_annotate iperf3 wrk nginx jq; do
   command -v "$tool" >/dev/null || { echo "bench/callgrind.sh: $tool is not installed" >&2; exit 1; }
@@ -82,7 +84,7 @@ echo "| binary | instructions per MiB, visitor -> service | per MiB, service -> 
 echo "|---|---:|---:|---:|"
 for bin in "${BINS[@]}"; do
   rm -f "$TMP"/server.* "$TMP"/client.*
-  RUST_LOG=warn start server valgrind --tool=callgrind --callgrind-out-file="$TMP/server.%p" \
+  RUST_LOG=$LEVEL start server valgrind --tool=callgrind --callgrind-out-file="$TMP/server.%p" \
     "$bin" server --listen "127.0.0.1:$CTRL" --token "$TOKEN" --expose-ports "$TCPP-$HTTPP"
   SPID=$LAST_PID
   wait_port "$CTRL"
@@ -96,7 +98,7 @@ port = $NGINX
 subdomain = "bench"
 public_port = $HTTPP
 TOML
-  RUST_LOG=warn start client valgrind --tool=callgrind --callgrind-out-file="$TMP/client.%p" \
+  RUST_LOG=$LEVEL start client valgrind --tool=callgrind --callgrind-out-file="$TMP/client.%p" \
     "$bin" start --config "$TMP/client.toml" --server "ws://127.0.0.1:$CTRL" --token "$TOKEN" --connections 1
   CPID=$LAST_PID
   DUMP=0
