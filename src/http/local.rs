@@ -11,15 +11,14 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::upgrade::Upgraded;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 use super::body::{MuxBody, ProxyBody};
 use super::edge::hop_by_hop::{strip_hop_by_hop_keep_upgrade, HopByHop};
 use super::edge::visitor_error;
 use super::headers::{from_pairs, to_pairs, to_pairs_where};
 use super::interim_io::MAX_INTERIM_HEADS;
+use super::local_pool::{ConnPool, PoolError};
 use super::tap::{self, Tap, Watch};
 use super::upgraded::splice_upgraded;
 use crate::mux::{MuxStream, RecvHalf, SendHalf};
@@ -51,13 +50,13 @@ impl std::fmt::Debug for LocalService {
 }
 
 /// The HTTP service a binding forwards to (on this machine's loopback, or elsewhere on the
-/// client's network), reached with a pooled keep-alive client.
+/// client's network), reached over pooled keep-alive connections.
 #[derive(Clone)]
 pub struct LocalPort {
     addr: SocketAddr,
     /// `addr` as a URI authority, made once rather than per request.
     authority: Authority,
-    client: Client<HttpConnector, ProxyBody>,
+    pool: Arc<ConnPool>,
 }
 
 impl LocalPort {
@@ -68,19 +67,12 @@ impl LocalPort {
 
     /// A pool for the service at `addr`.
     pub fn at(addr: SocketAddr) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(crate::tcp::KEEPALIVE_IDLE));
-        connector.set_keepalive_interval(Some(crate::tcp::KEEPALIVE_INTERVAL));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .build(connector);
         let authority = Authority::try_from(addr.to_string())
             .expect("a socket address is a valid URI authority");
         Self {
             addr,
+            pool: ConnPool::new(addr, &authority),
             authority,
-            client,
         }
     }
 
@@ -331,7 +323,7 @@ async fn serve_port(
             is_final: false,
         });
     });
-    let request = local.client.request(req);
+    let request = local.pool.send(req);
     tokio::pin!(request);
     let answer = loop {
         tokio::select! {
@@ -349,9 +341,12 @@ async fn serve_port(
         let _ = send.send_head(&head);
     }
     match answer {
-        Ok(resp) => {
+        Ok((resp, lease)) => {
             let resp = resp.map(|b| b.map_err(std::io::Error::other).boxed());
-            pump_response(&mut send, tap::response(watch, resp)).await
+            let status = pump_response(&mut send, tap::response(watch, resp)).await;
+            // Reused only if the response was read whole (else the connection closes).
+            lease.give_back();
+            status
         }
         Err(e) => {
             let resp = local_failure(local.addr, &e);
@@ -363,14 +358,11 @@ async fn serve_port(
 }
 
 /// What a visitor gets when the local service cannot be reached or fails mid-request.
-fn local_failure(
-    addr: SocketAddr,
-    e: &hyper_util::client::legacy::Error,
-) -> Response<bytes::Bytes> {
-    if e.is_connect() {
-        visitor_error::upstream_refused(addr)
-    } else {
-        visitor_error::upstream_reset(addr)
+fn local_failure(addr: SocketAddr, e: &PoolError) -> Response<bytes::Bytes> {
+    tracing::debug!(service = %addr, error = %e, "local service failed");
+    match e {
+        PoolError::Connect(_) => visitor_error::upstream_refused(addr),
+        PoolError::Request(_) => visitor_error::upstream_reset(addr),
     }
 }
 
@@ -501,8 +493,12 @@ impl LocalService {
         match self {
             LocalService::Port(local) => {
                 let req = build_request(open, super::body::full(body), local.authority.clone())?;
-                Ok(match local.client.request(req).await {
-                    Ok(resp) => resp.map(|b| b.map_err(std::io::Error::other).boxed()),
+                Ok(match local.pool.send(req).await {
+                    Ok((resp, lease)) => {
+                        // Pooled again once the caller has read the body (or closed).
+                        lease.give_back();
+                        resp.map(|b| b.map_err(std::io::Error::other).boxed())
+                    }
                     Err(e) => local_failure(local.addr, &e).map(super::body::full),
                 })
             }

@@ -7,6 +7,7 @@ pub mod edge;
 pub mod headers;
 pub mod interim_io;
 pub mod local;
+mod local_pool;
 pub mod tap;
 pub mod throttled_body;
 pub mod upgraded;
