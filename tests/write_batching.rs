@@ -6,9 +6,30 @@
 use bytes::Bytes;
 use underpass::mux::{MuxConfig, Role, Session};
 use underpass::proto::{decode_message, Frame, StreamOpen};
-use underpass_transports::mem;
+use underpass_transports::{mem, Carrier};
 
 const STREAMS: usize = 16;
+
+/// Reads carrier messages until `want` frames matching `counted` arrived; returns how many
+/// messages that took.
+async fn read_until(raw: &mut Carrier, want: usize, counted: impl Fn(&Frame) -> bool) -> usize {
+    let (mut messages, mut seen) = (0, 0);
+    while seen < want {
+        let message = raw
+            .rx
+            .recv()
+            .await
+            .expect("recv")
+            .expect("open the carrier");
+        messages += 1;
+        seen += decode_message(&message)
+            .expect("decode")
+            .iter()
+            .filter(|f| counted(f))
+            .count();
+    }
+    messages
+}
 
 /// One worker thread: a woken task would run next (tokio's LIFO slot), so without the writer
 /// stepping aside it would send the first frame alone, then the next, and so on.
@@ -21,16 +42,7 @@ async fn frames_queued_by_many_tasks_at_once_share_a_message() {
         streams.push(session.open(&StreamOpen::tcp(1)).expect("open"));
     }
     // The opens go out first (however they are batched).
-    let mut opens = 0;
-    while opens < STREAMS {
-        let message = raw
-            .rx
-            .recv()
-            .await
-            .expect("recv")
-            .expect("open the carrier");
-        opens += decode_message(&message).expect("decode").len();
-    }
+    read_until(&mut raw, STREAMS, |_| true).await;
 
     // Every stream's task sends one small frame, all of them ready at once.
     let (go, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -49,21 +61,7 @@ async fn frames_queued_by_many_tasks_at_once_share_a_message() {
     tokio::task::yield_now().await;
     go.send(()).expect("tasks are waiting");
 
-    let (mut messages, mut data) = (0, 0);
-    while data < STREAMS {
-        let message = raw
-            .rx
-            .recv()
-            .await
-            .expect("recv")
-            .expect("open the carrier");
-        messages += 1;
-        let frames = decode_message(&message).expect("decode");
-        data += frames
-            .iter()
-            .filter(|f| matches!(f, Frame::Data { .. }))
-            .count();
-    }
+    let messages = read_until(&mut raw, STREAMS, |f| matches!(f, Frame::Data { .. })).await;
     // 2 or 3 here; one per frame (16) without the writer stepping aside.
     assert!(
         messages <= STREAMS / 2,
