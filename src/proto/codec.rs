@@ -7,7 +7,6 @@ use serde::Serialize;
 use serde_json::error::Category;
 
 use super::frame::{Frame, FrameType};
-use super::head_json;
 use super::messages::{ResponseHead, StreamOpen};
 use super::{
     DecodeError, EncodeError, ErrorCode, HEADER_LEN, MAX_FRAMES_PER_MESSAGE, MAX_MESSAGE_BYTES,
@@ -78,28 +77,17 @@ fn put_json<T: Serialize>(
     sid: u32,
     value: &T,
 ) -> Result<(), EncodeError> {
-    put_payload(out, ty, sid, |frame| {
-        if serde_json::to_writer(&mut *frame, value).is_err() {
-            // Serialising our own plain structs cannot fail; an empty object keeps the frame
-            // well-formed.
-            frame.extend_from_slice(b"{}");
-        }
-    })
-}
-
-/// Appends a frame whose payload `write` appends to the `Vec` it is given.
-fn put_payload(
-    out: &mut BytesMut,
-    ty: FrameType,
-    sid: u32,
-    write: impl FnOnce(&mut Vec<u8>),
-) -> Result<(), EncodeError> {
     // The frame is built in a `Vec` (serde_json writes to it fastest) with room for the header
     // in front, whose length is filled in at the end; an empty `out` then takes the `Vec` over
     // without a copy. Heads are a few hundred bytes: one reservation covers most.
     let mut frame = Vec::with_capacity(HEADER_LEN + JSON_RESERVE);
     frame.extend_from_slice(&[0; HEADER_LEN]);
-    write(&mut frame);
+    if serde_json::to_writer(&mut frame, value).is_err() {
+        // Serialising our own plain structs cannot fail; an empty object keeps the frame
+        // well-formed.
+        frame.truncate(HEADER_LEN);
+        frame.extend_from_slice(b"{}");
+    }
     let len = frame.len() - HEADER_LEN;
     if len > MAX_PAYLOAD {
         return Err(EncodeError::PayloadTooLarge {
@@ -129,9 +117,7 @@ pub fn encode_stream_open(
     open: &StreamOpen,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    put_payload(out, FrameType::StreamOpen, sid, |frame| {
-        head_json::write_stream_open(open, frame)
-    })
+    put_json(out, FrameType::StreamOpen, sid, open)
 }
 
 /// Appends a STREAM_RESPONSE_HEAD for `head` on stream `sid`: [`encode_frame`] without moving
@@ -141,9 +127,7 @@ pub fn encode_response_head(
     head: &ResponseHead,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    put_payload(out, FrameType::ResponseHead, sid, |frame| {
-        head_json::write_response_head(head, frame)
-    })
+    put_json(out, FrameType::ResponseHead, sid, head)
 }
 
 /// Decodes one carrier message holding one or more whole frames. Unknown extension frames
@@ -214,11 +198,7 @@ fn decode_payload(code: u8, sid: u32, payload: Bytes) -> Result<Option<Frame>, D
         FrameType::JoinErr => Frame::JoinErr(json(ty, &payload)?),
         FrameType::StreamOpen => Frame::StreamOpen {
             stream_id: sid,
-            // The common shape is read directly; anything else (and every error) by serde.
-            open: match head_json::read_stream_open(&payload) {
-                Some(open) => open,
-                None => json(ty, &payload)?,
-            },
+            open: json(ty, &payload)?,
         },
         FrameType::Data => Frame::Data {
             stream_id: sid,
@@ -246,10 +226,7 @@ fn decode_payload(code: u8, sid: u32, payload: Bytes) -> Result<Option<Frame>, D
         }
         FrameType::ResponseHead => Frame::ResponseHead {
             stream_id: sid,
-            head: match head_json::read_response_head(&payload) {
-                Some(head) => head,
-                None => json(ty, &payload)?,
-            },
+            head: json(ty, &payload)?,
         },
         FrameType::Ping | FrameType::Pong => {
             let bytes: [u8; 8] = payload[..]

@@ -5,7 +5,6 @@
 mod codec;
 mod codes;
 mod frame;
-mod head_json;
 mod messages;
 mod tickets;
 mod version;
