@@ -11,7 +11,8 @@ use tokio::net::tcp::ReadHalf;
 
 use super::splice::{CHUNK, FIRST_READ};
 
-/// Polls one read of `tcp` into `buf`: `None` if the socket had nothing after all.
+/// Polls one read of `tcp` into `buf`: `None` if the read had to wait (nothing there after all,
+/// or the task's I/O budget is spent; the caller must yield before it tries again).
 ///
 /// Unlike `try_read_buf`, a read through `AsyncRead` that comes back shorter than the room it was
 /// offered clears the socket's readiness (tokio knows the kernel buffer is drained then), so

@@ -117,8 +117,12 @@ pub async fn splice_halves(
             let mut buf = reads.buffer();
             let offered = buf.capacity();
             match read_once(&mut tcp_read, &mut buf).await {
-                // Readiness was stale: wait for the next without holding the buffer.
-                None => continue,
+                // Nothing read, and the buffer is dropped while we wait. Either the readiness
+                // was stale (the read cleared it) or tokio's per-poll I/O budget is spent (data
+                // is there, but the read is told to wait). Yield either way: `readable()` does
+                // not count against the budget, so going straight back to it would spin on a
+                // socket that stays readable (tests/splice_budget.rs).
+                None => tokio::task::yield_now().await,
                 Some(Ok(0)) => {
                     mux_write.finish()?;
                     return Ok::<_, io::Error>(total);
