@@ -14,6 +14,8 @@
 # valgrind counts a `rep movsb` copy as one instruction per byte, so copies weigh more here than
 # they do on the CPU.
 set -euo pipefail
+# shellcheck source=bench/stop_all.sh
+source "$(dirname "$0")/stop_all.sh"
 
 BINS=("$@")
 [ ${#BINS[@]} -gt 0 ] || BINS=(./target/release/underpass)
@@ -27,8 +29,7 @@ done
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_all "${PIDS[@]}"
   rm -rf "$TMP"
 }
 trap cleanup EXIT

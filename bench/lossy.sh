@@ -19,6 +19,8 @@
 # a few tens of microseconds, so loss is recovered fast and the figures show the cost of
 # recovery in CPU and head-of-line blocking rather than in waiting.
 set -euo pipefail
+# shellcheck source=bench/stop_all.sh
+source "$(dirname "$0")/stop_all.sh"
 
 T=${1:-5}
 UP=$(realpath "${UNDERPASS:-./target/release/underpass}")
@@ -37,8 +39,7 @@ done
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_all "${PIDS[@]}"
   ip netns del "$NS_S" 2>/dev/null || true # takes the veth pair with it
   ip netns del "$NS_C" 2>/dev/null || true
   rm -rf "$TMP"

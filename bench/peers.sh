@@ -29,6 +29,8 @@
 # A ratio table against rathole follows. Every wait is bounded; everything started is stopped
 # on exit.
 set -euo pipefail
+# shellcheck source=bench/stop_all.sh
+source "$(dirname "$0")/stop_all.sh"
 
 T=${1:-5}
 UP=${UNDERPASS:-./target/release/underpass}
@@ -52,8 +54,7 @@ done
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_all "${PIDS[@]}"
   rm -rf "$TMP"
 }
 trap cleanup EXIT
