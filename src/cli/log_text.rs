@@ -108,24 +108,14 @@ impl Visit for PlainVisitor<'_> {
             return self.delegate(|v| v.record_u64(field, value));
         }
         // The status and duration of every access line: digits without `fmt`'s machinery.
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = value;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(value);
         self.pad();
         let w = &mut self.writer;
         self.result = self.result.and_then(|()| {
             w.write_str(field.name())?;
             w.write_char('=')?;
-            // ASCII digits only.
-            w.write_str(std::str::from_utf8(&digits[at..]).map_err(|_| fmt::Error)?)
+            w.write_str(digits)
         });
     }
 
