@@ -16,11 +16,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use underpass::client::HttpExpose;
 
-/// Reads one request head (no body: the tests send GETs); `None` at EOF.
+/// Reads one request head; `None` at EOF. A body that came with it is left unread (the apps
+/// answer GETs, and the one POST is never answered).
 async fn read_head(tcp: &mut TcpStream) -> Option<String> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
-    while !head.ends_with(b"\r\n\r\n") {
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         let n = tcp.read(&mut buf).await.ok()?;
         if n == 0 {
             return None;
@@ -121,6 +122,83 @@ async fn a_request_without_host_carries_the_service_address() {
         let (line, host) = line_and_host(&reply.body);
         assert_eq!(line, "GET /bare HTTP/1.1");
         assert_eq!(host, Some(format!("127.0.0.1:{port}")));
+    })
+    .await;
+}
+
+/// An app that answers one request per connection and then, as one whose keep-alive timer runs
+/// out just as the next request arrives, reads that request and closes without answering.
+/// Returns the port and every request line it read, in order.
+async fn one_answer_then_close_app() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let lines = lines.clone();
+            tokio::spawn(async move {
+                let mut answered = false;
+                while let Some(head) = read_head(&mut tcp).await {
+                    let line = head.lines().next().unwrap_or_default().to_string();
+                    lines.lock().unwrap().push(line);
+                    if answered {
+                        return;
+                    }
+                    answered = true;
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if tcp.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_the_service_closed_a_reused_connection_under_goes_again_on_a_new_one() {
+    within(30, async {
+        let (port, seen) = one_answer_then_close_app().await;
+        let demo = demo(port).await;
+        for i in 0..10 {
+            let r = get(demo.addr(), DEMO_HOST, &format!("/g/{i}")).await;
+            assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.text());
+        }
+        // Every request after the first went out twice: on the reused connection, then anew.
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 19, "{seen:?}");
+        assert_eq!(seen.last().map(String::as_str), Some("GET /g/9 HTTP/1.1"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_the_service_closed_a_reused_connection_under_is_not_sent_twice() {
+    within(30, async {
+        let (port, seen) = one_answer_then_close_app().await;
+        let demo = demo(port).await;
+        let first = get(demo.addr(), DEMO_HOST, "/warm").await;
+        assert_eq!(first.status, StatusCode::OK);
+        let r = request(
+            demo.addr(),
+            http::Method::POST,
+            DEMO_HOST,
+            "/order",
+            &[],
+            "one order",
+        )
+        .await;
+        // The service may have acted on it: the visitor hears it failed, and decides.
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+        let posts = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("POST"))
+            .count();
+        assert_eq!(posts, 1);
     })
     .await;
 }

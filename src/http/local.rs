@@ -309,21 +309,17 @@ async fn serve_port(
         Err(e) => return bad_request(&mut send, &e, watch).await,
     };
     // Interim responses (103 Early Hints, ...) travel as `final: false` heads while the request
-    // is still waiting for its final answer; an app that sends them without end is cut off.
+    // is still waiting for its final answer.
     let (interim_tx, mut interim_rx) = tokio::sync::mpsc::unbounded_channel();
-    let interim_seen = std::sync::atomic::AtomicUsize::new(0);
-    hyper::ext::on_informational(&mut req, move |res| {
-        let seen = interim_seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if seen >= MAX_INTERIM_HEADS {
-            return;
-        }
-        let _ = interim_tx.send(ResponseHead {
-            status: res.status().as_u16(),
-            headers: to_pairs(res.headers()),
-            is_final: false,
-        });
-    });
-    let request = local.pool.send(req);
+    forward_interim(&mut req, interim_tx.clone());
+    // The same request again, for the pool to send once more if the service closed a reused
+    // connection under it (bodiless requests only; an empty body needs no tap).
+    let again = || {
+        let mut req = build_request(open, super::body::empty(), local.authority.clone()).ok()?;
+        forward_interim(&mut req, interim_tx);
+        Some(req)
+    };
+    let request = local.pool.send(req, again);
     tokio::pin!(request);
     let answer = loop {
         tokio::select! {
@@ -355,6 +351,25 @@ async fn serve_port(
             status
         }
     }
+}
+
+/// Passes the app's interim responses for `req` to `tx`; an app that sends them without end is
+/// cut off after [`MAX_INTERIM_HEADS`] (the channel is bounded by that, per request).
+fn forward_interim(
+    req: &mut Request<ProxyBody>,
+    tx: tokio::sync::mpsc::UnboundedSender<ResponseHead>,
+) {
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    hyper::ext::on_informational(req, move |res| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= MAX_INTERIM_HEADS {
+            return;
+        }
+        let _ = tx.send(ResponseHead {
+            status: res.status().as_u16(),
+            headers: to_pairs(res.headers()),
+            is_final: false,
+        });
+    });
 }
 
 /// What a visitor gets when the local service cannot be reached or fails mid-request.
@@ -492,8 +507,15 @@ impl LocalService {
     ) -> Result<Response<ProxyBody>, String> {
         match self {
             LocalService::Port(local) => {
-                let req = build_request(open, super::body::full(body), local.authority.clone())?;
-                Ok(match local.pool.send(req).await {
+                let build = || {
+                    build_request(
+                        open,
+                        super::body::full(body.clone()),
+                        local.authority.clone(),
+                    )
+                };
+                let again = || build().ok();
+                Ok(match local.pool.send(build()?, again).await {
                     Ok((resp, lease)) => {
                         // Pooled again once the caller has read the body (or closed).
                         lease.give_back();

@@ -88,17 +88,34 @@ impl ConnPool {
 
     /// Sends `req` (an absolute `http://` URI) on an idle connection or a new one; the lease
     /// goes back with [`Lease::give_back`] once the response body is read.
+    ///
+    /// `again` builds the same request anew. It is called at most once, only when a replayable
+    /// request (see [`replayable`]) went out on a reused connection that the service closed or
+    /// reset before answering: the service's keep-alive timer ran out while the request was on
+    /// its way, which no check before sending can rule out. The request is then sent once more
+    /// on a new connection, as browsers and Go's `net/http` do; anything else gets the error.
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<ProxyBody>,
+        again: impl FnOnce() -> Option<Request<ProxyBody>>,
     ) -> Result<(Response<Incoming>, Lease), PoolError> {
         self.prepare(&mut req);
+        let replayable = replayable(&req);
         while let Some(mut sender) = self.checkout() {
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, self.lease(sender))),
                 Err(mut e) => match e.take_message() {
                     // Not sent: the service closed this idle connection just now. Another.
                     Some(back) => req = back,
+                    None if replayable && closed_before_answer(e.error()) => {
+                        let Some(fresh) = again() else {
+                            return Err(PoolError::Request(e.into_error()));
+                        };
+                        tracing::debug!(service = %self.addr, "service closed a reused connection under a request; sending it again");
+                        req = fresh;
+                        self.prepare(&mut req);
+                        break;
+                    }
                     None => return Err(PoolError::Request(e.into_error())),
                 },
             }
@@ -198,6 +215,35 @@ impl Lease {
             }
         });
     }
+}
+
+/// Whether a request may go out a second time: a method that RFC 9110 calls idempotent and
+/// safe to repeat without the user asking (GET, HEAD, OPTIONS, TRACE, as Go's `net/http`), and no
+/// body (one streamed from the tunnel cannot be read twice).
+fn replayable(req: &Request<ProxyBody>) -> bool {
+    use hyper::body::Body;
+    matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) && req.body().is_end_stream()
+}
+
+/// Whether a request's failure is the connection ending before any answer: the service's
+/// close (an end of stream before a whole response) or reset, not a response hyper rejected.
+fn closed_before_answer(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    use std::io::ErrorKind;
+    e.is_incomplete_message()
+        || e.source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::BrokenPipe
+                )
+            })
 }
 
 /// Drops expired idle connections every [`IDLE_TIMEOUT`] while the pool lives, so an unused
