@@ -17,7 +17,7 @@ use super::error::MuxError;
 use super::outbox::Batch;
 use super::state::{MuxEvent, MuxState};
 use super::stream::MuxStream;
-use crate::proto::{decode_message, DecodeError, ErrorCode, Frame, GoAway, StreamOpen};
+use crate::proto::{decode_message_into, DecodeError, ErrorCode, Frame, GoAway, StreamOpen};
 
 /// State shared by the session handle, its tasks and its streams.
 pub(crate) struct Shared {
@@ -281,6 +281,9 @@ fn decode_error_code(e: &DecodeError) -> ErrorCode {
 
 async fn read_loop(shared: Arc<Shared>, index: usize, attachment: u64, mut rx: Box<dyn CarrierRx>) {
     let mut closed = shared.closed_tx.subscribe();
+    // One vector for the frames of every message, kept between messages (a message holds at
+    // most MAX_FRAMES_PER_MESSAGE frames, so it stays small).
+    let mut frames = Vec::new();
     loop {
         let received = tokio::select! {
             r = rx.recv() => r,
@@ -288,8 +291,9 @@ async fn read_loop(shared: Arc<Shared>, index: usize, attachment: u64, mut rx: B
         };
         match received {
             Ok(Some(message)) => {
-                let frames = match decode_message(&message) {
-                    Ok(frames) => frames,
+                frames.clear();
+                match decode_message_into(&message, &mut frames) {
+                    Ok(()) => {}
                     Err(e) => {
                         tracing::warn!(carrier = index, error = %e, "malformed message; closing session");
                         shared.update(|st| st.close(decode_error_code(&e), &e.to_string()));
@@ -302,7 +306,7 @@ async fn read_loop(shared: Arc<Shared>, index: usize, attachment: u64, mut rx: B
                         // Given up (PONG overdue, replaced): what still arrives is not counted.
                         return None;
                     }
-                    for frame in frames {
+                    for frame in frames.drain(..) {
                         if let Err(e) = st.handle_frame(index, frame, now) {
                             st.close(e.code(), &e.to_string());
                             return Some(e);
@@ -337,31 +341,34 @@ async fn write_loop(
     attachment: u64,
     mut tx: Box<dyn CarrierTx>,
 ) {
+    // One batch for every message of this carrier: its frame list keeps its room between writes.
+    let mut batch = Batch::default();
     loop {
         // Let every task that is ready on this worker run first: frames they queue (other
         // streams' requests, answers, window updates) go out in the same write. Under load this
         // turns one carrier write per frame into one per burst; idle, it costs one trip through
         // the scheduler.
         tokio::task::yield_now().await;
-        let batch = poll_fn(|cx| {
+        let go_on = poll_fn(|cx| {
             let mut st = shared.lock();
             if st.carrier_attachment(index) != attachment {
                 // A new carrier took the slot: its frames are not ours to send.
-                return Poll::Ready(None);
+                return Poll::Ready(false);
             }
-            let mut batch = Batch::default();
             st.pop_batch(index, &mut batch);
             if !batch.is_empty() {
-                Poll::Ready(Some(batch))
+                Poll::Ready(true)
             } else if st.park_writer(index, cx.waker()) {
                 Poll::Pending
             } else {
-                Poll::Ready(None)
+                Poll::Ready(false)
             }
         })
         .await;
-        let Some(batch) = batch else { break };
-        if let Err(e) = tx.send_parts(batch.into_parts()).await {
+        if !go_on {
+            break;
+        }
+        if let Err(e) = tx.send_parts(batch.take_parts()).await {
             let cause = format!("write failed: {e}");
             shared.update(|st| {
                 if st.carrier_current(index, attachment) {

@@ -145,7 +145,14 @@ impl Batch {
     /// [`CarrierTx::send_parts`](underpass_transports::CarrierTx::send_parts): frame headers and
     /// small frames gathered into one buffer, and every DATA payload of [`COPY_BELOW`] bytes or
     /// more as the very `Bytes` that was queued. The send path copies no large payload here.
-    pub fn into_parts(self) -> Vec<Bytes> {
+    pub fn into_parts(mut self) -> Vec<Bytes> {
+        self.take_parts()
+    }
+
+    /// [`into_parts`](Self::into_parts), leaving the batch empty with its frame list's room kept
+    /// for the next message (a carrier's writer reuses one batch).
+    pub fn take_parts(&mut self) -> Vec<Bytes> {
+        self.bytes = 0;
         let gathered: usize = self
             .frames
             .iter()
@@ -156,7 +163,7 @@ impl Batch {
             .sum();
         let mut small = BytesMut::with_capacity(gathered);
         let mut parts = Vec::new();
-        for f in self.frames {
+        for f in self.frames.drain(..) {
             match f {
                 OutFrame::Data { stream_id, data } if data.len() >= COPY_BELOW => {
                     put_data_header(&mut small, stream_id, data.len());

@@ -74,6 +74,9 @@ pub struct MuxState {
     next_ping_nonce: u64,
     pub(super) stats: MuxStats,
     pub(super) bind_traffic: TrafficByBinding,
+    /// Streams whose outbox a batch emptied, kept between batches so popping one allocates
+    /// nothing ([`pop_batch`](Self::pop_batch)).
+    pub(super) drained_scratch: Vec<u32>,
     /// A carrier's priority queue outgrew `max_queued_control`: the peer asks for answers
     /// faster than it reads them.
     pub(super) control_backlog: bool,
@@ -101,6 +104,7 @@ impl MuxState {
             next_ping_nonce: 1,
             stats: MuxStats::default(),
             bind_traffic: TrafficByBinding::default(),
+            drained_scratch: Vec::new(),
             control_backlog: false,
             newly_lost: Vec::new(),
         }

@@ -20,7 +20,7 @@ impl MuxState {
                 batch.push(f);
             }
         }
-        let mut drained = Vec::new();
+        let mut drained = std::mem::take(&mut self.drained_scratch);
         while let Some(id) = c.ready.pop_front() {
             let Some(slot) = self.streams.get_mut(&id) else {
                 continue;
@@ -50,9 +50,10 @@ impl MuxState {
                 c.ready.push_back(id);
             }
         }
-        for id in drained {
+        for id in drained.drain(..) {
             self.maybe_remove(id);
         }
+        self.drained_scratch = drained;
     }
 
     /// Registers the writer of `carrier` to be woken when frames are queued. Returns `false`

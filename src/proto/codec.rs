@@ -133,10 +133,18 @@ pub fn encode_response_head(
 /// Decodes one carrier message holding one or more whole frames. Unknown extension frames
 /// (0x40-0x7F) are skipped; DATA payloads are zero-copy slices of `msg`.
 pub fn decode_message(msg: &Bytes) -> Result<Vec<Frame>, DecodeError> {
+    let mut frames = Vec::new();
+    decode_message_into(msg, &mut frames)?;
+    Ok(frames)
+}
+
+/// [`decode_message`], appending to `frames`: a carrier's read loop keeps one vector for all its
+/// messages instead of allocating one per message. On error, `frames` may hold the frames
+/// decoded before the bad one; the caller drops the message whole.
+pub fn decode_message_into(msg: &Bytes, frames: &mut Vec<Frame>) -> Result<(), DecodeError> {
     if msg.len() > MAX_MESSAGE_BYTES {
         return Err(DecodeError::MessageTooLarge(msg.len()));
     }
-    let mut frames = Vec::new();
     let mut pos = 0usize;
     let mut count = 0usize;
     while pos < msg.len() {
@@ -158,7 +166,7 @@ pub fn decode_message(msg: &Bytes) -> Result<Vec<Frame>, DecodeError> {
         }
         pos = start + len;
     }
-    Ok(frames)
+    Ok(())
 }
 
 /// Reads a header and checks the declared length against [`MAX_PAYLOAD`].

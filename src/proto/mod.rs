@@ -10,7 +10,8 @@ mod tickets;
 mod version;
 
 pub use codec::{
-    decode_message, encode_frame, encode_response_head, encode_stream_open, FrameDecoder,
+    decode_message, decode_message_into, encode_frame, encode_response_head, encode_stream_open,
+    FrameDecoder,
 };
 pub use codes::{BindErrorCode, ErrorCode};
 pub use frame::{Frame, FrameType};

@@ -20,6 +20,10 @@ pub(super) const CHUNK: usize = 64 * 1024;
 /// every read of a socket that was drained.
 pub(super) const FIRST_READ: usize = 4 * 1024;
 
+/// Room for chunk handles a splice's socket writer keeps between writes (32 bytes each): what a
+/// request-sized exchange needs, not what a bulk burst grew to.
+const KEPT_CHUNK_SLOTS: usize = 4;
+
 /// Told the bytes a splice moves as they move (the request inspector shows a WebSocket's
 /// traffic while it is open).
 pub trait SpliceMeter: Send + Sync {
@@ -142,8 +146,11 @@ pub async fn splice_halves(
         let mut total = 0u64;
         // Everything already received goes out in one vectored write: fewer system calls, and
         // the payloads are written from the buffers they arrived in.
+        // The list is kept between writes (a keep-alive exchange then allocates none for it),
+        // emptied as soon as the bytes are written so no payload outlives its write, and let go
+        // after a bulk burst grew it.
+        let mut chunks = Vec::new();
         loop {
-            let mut chunks = Vec::new();
             if !mux_read
                 .recv_chunks(&mut chunks, vectored::MAX_CHUNKS, vectored::MAX_BYTES)
                 .await?
@@ -154,6 +161,10 @@ pub async fn splice_halves(
             total += n;
             vectored::write_all_chunks(&mut tcp_write, &chunks).await?;
             meter_moved(meter, n, 0);
+            chunks.clear();
+            if chunks.capacity() > KEPT_CHUNK_SLOTS {
+                chunks = Vec::new();
+            }
         }
         tcp_write.shutdown().await?;
         Ok::<_, io::Error>(total)
