@@ -9,8 +9,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     underpass::cli::drop_empty_env();
+    let cli = underpass::cli::Cli::from_args();
     // Idle workers hand freed memory back to the OS (see `underpass::allocator`).
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.worker_threads())
         .enable_all()
         .on_thread_park(underpass::allocator::release_when_idle)
         .build();
@@ -23,7 +25,7 @@ fn main() -> std::process::ExitCode {
     };
     let workers = runtime.metrics().num_workers();
     runtime.spawn(underpass::allocator::wake_idle_workers(workers));
-    match runtime.block_on(underpass::cli::main()) {
+    match runtime.block_on(underpass::cli::main(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -208,8 +208,9 @@ fn sample(path: &[&str], long: &str, w: &World) -> Option<(String, Flags)> {
     let n = w.unique();
     let v = |s: &str| Some((s.to_string(), vec![]));
     match (path[0], long) {
-        // The global flag.
+        // The global flags.
         (_, "log-format") => v("json"),
+        (_, "threads") => v("1"),
         ("server", "listen") | ("demo", "listen") => v("127.0.0.1:0"),
         ("server", "domain") => v("example.test"),
         ("server", "token") => v("surface-token"),

@@ -33,6 +33,10 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+    /// Worker threads of this process [default: half the CPUs, at least 1; demo and bench:
+    /// every CPU].
+    #[arg(long, global = true, env = "UNDERPASS_THREADS", value_name = "N")]
+    pub threads: Option<std::num::NonZeroUsize>,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
@@ -86,10 +90,34 @@ pub fn drop_empty_env() {
     }
 }
 
-/// Parses the command line and runs it. The error is the one line printed before exiting 1.
-/// Call [`drop_empty_env`] first, before any thread exists.
-pub async fn main() -> Result<(), String> {
-    let cli = Cli::parse();
+impl Cli {
+    /// Parses the command line (exits with clap's message on a bad one). Call
+    /// [`drop_empty_env`] first, before any thread exists.
+    pub fn from_args() -> Self {
+        Cli::parse()
+    }
+
+    /// Worker threads for this process's runtime: `--threads`, else half the CPUs (at least
+    /// one), or every CPU for the commands that run both ends of a tunnel in one process.
+    ///
+    /// Why half: a tunnel process is one of several busy ones on a request's path (the other
+    /// end, a TLS proxy in front, the service behind), and much of its work is the kernel's
+    /// socket work done in its own threads. A second worker that the machine cannot run at the
+    /// same moment costs wake-ups and context switches instead of adding throughput: on 2
+    /// CPUs, one worker per process cut CPU per keep-alive request through a TCP tunnel from
+    /// 26.0 to 22.4 µs and context switches from 0.48 to 0.19 per request (docs/benchmarks.md).
+    pub fn worker_threads(&self) -> usize {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match (self.threads, &self.command) {
+            (Some(n), _) => n.get(),
+            (None, Command::Demo(_) | Command::Bench(_)) => cpus,
+            (None, _) => (cpus / 2).max(1),
+        }
+    }
+}
+
+/// Runs the parsed command line. The error is the one line printed before exiting 1.
+pub async fn main(cli: Cli) -> Result<(), String> {
     // Per-request log lines would measure the logger, not the tunnel.
     let level = if matches!(cli.command, Command::Bench(_)) {
         "warn"
