@@ -194,10 +194,7 @@ fn path_of(open: &StreamOpen) -> &str {
 }
 
 fn host_of(open: &StreamOpen) -> &str {
-    open.headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-        .map_or("-", |(_, v)| v.as_str())
+    open.header("host").unwrap_or("-")
 }
 
 /// Answers one HTTP stream opened by the server; `tap` (the request inspector) sees it pass.

@@ -15,7 +15,7 @@ use super::capture::{BodyCapture, BodyState};
 use super::packed::PackedHeaders;
 use super::store::InspectEvent;
 use crate::http::tap::{ExchangeTap, Side};
-use crate::proto::StreamOpen;
+use crate::proto::{first_header, StreamOpen};
 
 /// A request as the client received it from the tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +33,7 @@ pub struct RequestHead {
 impl RequestHead {
     /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_header(&self.headers, name)
     }
 
     /// The head of a request from the tunnel.
@@ -142,16 +139,26 @@ struct Progress {
     upgrade: Option<UpgradeTraffic>,
 }
 
+/// A record's request.
+#[derive(Debug)]
+enum Request {
+    /// As it came from the tunnel, shared with the data path rather than copied; made into a
+    /// [`RequestHead`] when someone first reads it.
+    Tunnel {
+        open: Arc<StreamOpen>,
+        head: OnceLock<RequestHead>,
+    },
+    /// Made here (a replay).
+    Made(RequestHead),
+}
+
 /// The shared state of one exchange.
 #[derive(Debug)]
 pub(crate) struct Record {
     pub(crate) id: String,
     pub(crate) tunnel: Arc<str>,
     pub(crate) started_at: SystemTime,
-    /// The request as it came from the tunnel, shared with the data path rather than copied;
-    /// [`request`](Self::request) turns it into a [`RequestHead`] when someone reads it.
-    open: Option<Arc<StreamOpen>>,
-    request: OnceLock<RequestHead>,
+    request: Request,
     pub(crate) replay_of: Option<String>,
     started: Instant,
     cap: usize,
@@ -186,15 +193,17 @@ impl Record {
             Some(body) => BodyCapture::whole(body, new.cap),
             None => BodyCapture::new(),
         };
-        let (open, request) = match new.request {
-            NewRequest::Open(open) => (Some(open), OnceLock::new()),
-            NewRequest::Head(head) => (None, OnceLock::from(head)),
+        let request = match new.request {
+            NewRequest::Open(open) => Request::Tunnel {
+                open,
+                head: OnceLock::new(),
+            },
+            NewRequest::Head(head) => Request::Made(head),
         };
         Self {
             id: new.id,
             tunnel: new.tunnel,
             started_at: SystemTime::now(),
-            open,
             request,
             replay_of: new.replay_of,
             started: Instant::now(),
@@ -214,29 +223,19 @@ impl Record {
 
     /// The request head (made on the first call for a request from the tunnel).
     pub(crate) fn request(&self) -> &RequestHead {
-        self.request.get_or_init(|| match &self.open {
-            Some(open) => RequestHead::of(open),
-            // Unreachable: a record without `open` starts with its head.
-            None => RequestHead {
-                method: String::new(),
-                target: String::new(),
-                headers: Vec::new(),
-                upgrade: false,
-            },
-        })
+        match &self.request {
+            Request::Tunnel { open, head } => head.get_or_init(|| RequestHead::of(open)),
+            Request::Made(head) => head,
+        }
     }
 
     /// The request's first `Content-Length`, read without making the whole head.
     fn declared_length(&self) -> Option<u64> {
-        let value = match &self.open {
-            Some(open) => open
-                .headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .map(|(_, v)| v.as_str()),
-            None => self.request().header("content-length"),
+        let headers = match &self.request {
+            Request::Tunnel { open, .. } => &open.headers,
+            Request::Made(head) => &head.headers,
         };
-        value.and_then(|v| v.trim().parse().ok())
+        first_header(headers, "content-length").and_then(|v| v.trim().parse().ok())
     }
 
     fn progress(&self) -> MutexGuard<'_, Progress> {

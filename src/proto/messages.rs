@@ -415,6 +415,19 @@ impl StreamOpen {
         self.server_addr = server.map(|s| s.to_string());
         self
     }
+
+    /// The first value of request header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        first_header(&self.headers, name)
+    }
+}
+
+/// The first value of header `name` (any case) in `(name, value)` pairs, as heads carry them.
+pub fn first_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// STREAM_RESPONSE_HEAD: the client's answer to an HTTP STREAM_OPEN.
