@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -189,8 +189,8 @@ async fn send_prefix(
 }
 
 /// [`splice_halves`] for any byte stream that is not a plain TCP socket. Without a readiness
-/// signal the read side keeps a buffer while it waits: it starts small and grows only when
-/// reads fill it, so a quiet connection holds a few KiB rather than a full chunk.
+/// signal the read side holds a buffer while it waits; reads are sized as on a socket
+/// ([`ReadSizing`]): small at first, larger only while reads fill what they are offered.
 pub async fn splice_io<T>(
     io: T,
     prefix: Bytes,
@@ -204,12 +204,11 @@ where
     let (mut io_read, mut io_write) = tokio::io::split(io);
     let upstream = async move {
         let mut total = send_prefix(&mut mux_write, prefix, meter).await?;
-        let mut want = FIRST_READ;
-        let mut buf = BytesMut::new();
+        // Sized as the TCP side's reads are; the buffer of the read that waits is the one held.
+        let mut reads = ReadSizing::default();
         loop {
-            if buf.capacity() - buf.len() < want {
-                buf.reserve(want);
-            }
+            let mut buf = reads.buffer();
+            let offered = buf.capacity();
             let n = io_read.read_buf(&mut buf).await?;
             if n == 0 {
                 mux_write.finish()?;
@@ -217,13 +216,9 @@ where
             }
             total += n as u64;
             meter_moved(meter, 0, n as u64);
-            // A read that filled what it was offered asks for more next time.
-            want = if n >= want {
-                (want * 2).min(CHUNK)
-            } else {
-                want
-            };
+            reads.filled(n, offered);
             mux_write.send(buf.split().freeze()).await?;
+            reads.keep(buf);
         }
     };
     let downstream = async move {
